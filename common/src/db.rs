@@ -1,0 +1,64 @@
+//! PostgreSQL: pool and migrations shared by every service.
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::{str::FromStr, time::Duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("bad DATABASE_URL: {0}")]
+    Url(sqlx::Error),
+    #[error("database unreachable: {0}")]
+    Connect(sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Builds a lazily connecting pool: services start (and report not-ready)
+/// even while PostgreSQL is down, and reconnect when it comes back.
+pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = PgConnectOptions::from_str(url).map_err(DbError::Url)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Applies `migrations/`. sqlx takes an advisory lock, so several services
+/// starting at once are safe.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::migrate!("../migrations").run(pool).await?;
+    Ok(())
+}
+
+/// Applies migrations, retrying while the database is unreachable, until
+/// `deadline` passes.
+pub async fn migrate_with_retry(pool: &PgPool, deadline: Duration) -> Result<(), DbError> {
+    let start = std::time::Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)))
+                if is_connection_error(&e) && start.elapsed() < deadline =>
+            {
+                tracing::warn!(error = %e, "database not reachable yet, retrying migrations");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// True for errors that mean "could not talk to the server" rather than
+/// "the server refused the statement".
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+    )
+}
+
+/// Cheap reachability probe for readiness.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}

@@ -1,0 +1,186 @@
+//! HTTP plumbing shared by every service: the ops endpoints (`/health/*`,
+//! `/metrics`), correlation ids, request metrics, and serving with graceful
+//! shutdown.
+use crate::health::Health;
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::{sync::Arc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn ops_router(health: Health, registry: Registry) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "alive"})) }))
+        .route("/health/ready", get(ready).with_state(health))
+        .route("/metrics", get(metrics).with_state(registry))
+}
+
+async fn ready(State(health): State<Health>) -> Response {
+    let r = health.readiness();
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
+}
+
+async fn metrics(State(registry): State<Registry>) -> Response {
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        Ok(()) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            buf,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// The correlation id of a request, in its extensions.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+/// Middleware: takes the correlation id from `header` (or makes one), puts it
+/// in the request extensions and a tracing span, and echoes it in the
+/// response.
+pub async fn correlation_id(
+    State(header): State<HeaderName>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let id = req
+        .headers()
+        .get(&header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let mut res = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header, v);
+    }
+    res
+}
+
+/// Request count, latency and in-flight gauge, labelled by route.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    inner: Arc<HttpMetricsInner>,
+}
+
+struct HttpMetricsInner {
+    service: String,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGaugeVec,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &Registry, service: &str) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            &["service", "route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            &["service", "route"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new("http_requests_in_flight", "HTTP requests being served"),
+            &["service"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Self {
+            inner: Arc::new(HttpMetricsInner {
+                service: service.to_string(),
+                requests,
+                duration,
+                in_flight,
+            }),
+        })
+    }
+
+    /// Middleware recording every request.
+    pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "unmatched".to_string());
+        let method = req.method().as_str().to_string();
+        let m = &m.inner;
+        let gauge = m.in_flight.with_label_values(&[m.service.as_str()]);
+        gauge.inc();
+        let start = Instant::now();
+        let res = next.run(req).await;
+        gauge.dec();
+        m.duration
+            .with_label_values(&[m.service.as_str(), route.as_str()])
+            .observe(start.elapsed().as_secs_f64());
+        m.requests
+            .with_label_values(&[
+                m.service.as_str(),
+                route.as_str(),
+                method.as_str(),
+                res.status().as_str(),
+            ])
+            .inc();
+        res
+    }
+}
+
+/// Adds correlation ids and request metrics to `router`.
+pub fn instrument(router: Router, metrics: HttpMetrics, correlation_header: HeaderName) -> Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            HttpMetrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            correlation_header,
+            correlation_id,
+        ))
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then finishes the
+/// requests in flight.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    })
+}
+
+/// A JSON error body `{"error": message}` with `status`.
+pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}

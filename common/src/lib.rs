@@ -1,0 +1,9 @@
+//! Shared plumbing of the events services (`events-host` and `events-reporter`).
+//!
+//! Each module is one concern; services compose them in their own `startup`.
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod shutdown;
+pub mod telemetry;

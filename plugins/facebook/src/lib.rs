@@ -1,0 +1,154 @@
+//! The Facebook source plugin: validates events of `source: "facebook"` exactly as
+//! `shared/spec/events.md` says and maps them to the canonical [`NormalizedEvent`].
+//!
+//! Native API (tests, host-side benchmarks): [`identity`], [`normalize`], [`normalize_owned`],
+//! [`normalize_batch`]. The wasm component (built by `scripts/build-plugins.sh`) exports the
+//! same logic through the WIT world `source-plugin`.
+
+use events_plugin_kit::{
+    Demographics, EventResult, EventTypes, FunnelStage, Identity, NormalizedEvent, Validator,
+};
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// The source this plugin owns.
+pub const SOURCE: &str = "facebook";
+
+/// Event types per funnel stage.
+pub const EVENT_TYPES: EventTypes = EventTypes {
+    top: &["ad.view", "page.like", "comment", "video.view"],
+    bottom: &["ad.click", "form.submission", "checkout.complete"],
+};
+
+/// The revenue event type (bottom funnel).
+pub const REVENUE_EVENT: &str = "checkout.complete";
+
+const GENDERS: &[&str] = &["male", "female", "non-binary"];
+const REFERRERS: &[&str] = &["newsfeed", "marketplace", "groups"];
+const CLICK_POSITIONS: &[&str] = &["top_left", "bottom_right", "center"];
+const DEVICES: &[&str] = &["mobile", "desktop"];
+const BROWSERS: &[&str] = &["Chrome", "Firefox", "Safari"];
+
+/// name "facebook", this crate's version, source "facebook".
+pub fn identity() -> Identity {
+    Identity {
+        name: "facebook".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        source: SOURCE.to_owned(),
+    }
+}
+
+/// Validates and normalizes one event (JSON text). `Err` lists every issue found.
+pub fn normalize(raw: &str) -> EventResult {
+    normalize_fields(raw).map(|mut e| {
+        e.raw = raw.to_owned();
+        e
+    })
+}
+
+/// Like [`normalize`], moving `raw` into the result instead of copying it.
+pub fn normalize_owned(raw: String) -> EventResult {
+    normalize_fields(&raw).map(|mut e| {
+        e.raw = raw;
+        e
+    })
+}
+
+/// One result per input, in order.
+pub fn normalize_batch(events: &[String]) -> Vec<EventResult> {
+    events.iter().map(|e| normalize(e)).collect()
+}
+
+/// Everything but `raw` (left empty for the caller to fill).
+fn normalize_fields(raw: &str) -> EventResult {
+    let root = Validator::parse_root(raw)?;
+    let mut v = Validator::new();
+    let env = v.envelope(&root, SOURCE, &EVENT_TYPES);
+
+    let mut user_id = None;
+    let mut age = None;
+    let mut gender = None;
+    let mut location = None;
+    if let Some(user) = env.user {
+        user_id = v.string(user, "data.user.userId");
+        v.string(user, "data.user.name");
+        age = v.integer(user, "data.user.age", 0, 150);
+        gender = v.enumeration(user, "data.user.gender", GENDERS);
+        if let Some(loc) = v.object(user, "data.user.location") {
+            let country = v.string(loc, "data.user.location.country");
+            let city = v.string(loc, "data.user.location.city");
+            location = country.zip(city);
+        }
+    }
+
+    // The funnel stage decides the engagement shape; with an invalid stage only
+    // `data.engagement` being an object is checked (the stage issue is already recorded).
+    let mut campaign_id = None;
+    let mut amount = None;
+    match (env.engagement, env.funnel_stage) {
+        (Some(eng), Some(FunnelStage::Top)) => {
+            v.datetime(eng, "data.engagement.actionTime");
+            v.enumeration(eng, "data.engagement.referrer", REFERRERS);
+            v.nullable_string(eng, "data.engagement.videoId");
+        }
+        (Some(eng), Some(FunnelStage::Bottom)) => {
+            v.string(eng, "data.engagement.adId");
+            campaign_id = v.string(eng, "data.engagement.campaignId");
+            v.enumeration(eng, "data.engagement.clickPosition", CLICK_POSITIONS);
+            v.enumeration(eng, "data.engagement.device", DEVICES);
+            v.enumeration(eng, "data.engagement.browser", BROWSERS);
+            amount = v
+                .nullable_amount(eng, "data.engagement.purchaseAmount")
+                .flatten();
+        }
+        _ => {}
+    }
+
+    v.finish()?;
+    let (
+        Some(event_id),
+        Some(occurred_at),
+        Some(funnel_stage),
+        Some(event_type),
+        Some(user_id),
+        Some(age),
+        Some(gender),
+        Some((country, city)),
+    ) = (
+        env.event_id,
+        env.occurred_at,
+        env.funnel_stage,
+        env.event_type,
+        user_id,
+        age,
+        gender,
+        location,
+    )
+    else {
+        return Err(Validator::inconsistent());
+    };
+    let age = u32::try_from(age).map_err(|_| Validator::inconsistent())?;
+
+    Ok(NormalizedEvent {
+        event_id: event_id.to_owned(),
+        source: SOURCE.to_owned(),
+        occurred_at,
+        funnel_stage,
+        event_type: event_type.to_owned(),
+        user_id: user_id.to_owned(),
+        revenue: amount
+            .filter(|_| event_type == REVENUE_EVENT)
+            .map(str::to_owned),
+        campaign_id: campaign_id.map(str::to_owned),
+        demographics: Demographics {
+            age: Some(age),
+            gender: Some(gender.to_owned()),
+            country: Some(country.to_owned()),
+            city: Some(city.to_owned()),
+            followers: None,
+            device: None,
+        },
+        raw: String::new(),
+    })
+}
