@@ -1,0 +1,67 @@
+//! `events-host plugin check <component.wasm> [sample.json ...]`: the plugin
+//! author's tool. Loads a component exactly as the host does, prints its
+//! identity, runs it on the samples and prints a verdict per event.
+use crate::plugins::{EventResult, PluginMetrics, PluginRuntime, RuntimeConfig};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// Returns the number of rejected events (the exit code is 0 only when the
+/// component loaded and every sample event was accepted).
+pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<usize> {
+    let dir = component.parent().unwrap_or(Path::new("."));
+    let runtime = PluginRuntime::new(RuntimeConfig::for_dir(dir), PluginMetrics::unregistered())?;
+    let started = std::time::Instant::now();
+    let plugin = runtime.load_file(component)?;
+    let id = plugin.identity();
+    if !json {
+        println!("component: {}", component.display());
+        println!("identity:  name={} version={} source={}", id.name, id.version, id.source);
+        println!("loaded in: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut rejected = 0;
+    for sample in samples {
+        let text = std::fs::read_to_string(sample).with_context(|| format!("cannot read {}", sample.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", sample.display()))?;
+        let events: Vec<String> = match value {
+            serde_json::Value::Array(items) => items.iter().map(|v| v.to_string()).collect(),
+            other => vec![other.to_string()],
+        };
+        let results = plugin
+            .normalize_batch_blocking(&events)
+            .with_context(|| format!("plugin call failed on {}", sample.display()))?;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                EventResult::Ok(e) => {
+                    if json {
+                        println!("{}", serde_json::json!({"sample": sample, "index": i, "ok": e}));
+                    } else {
+                        println!(
+                            "{}[{i}] OK       {} {} {}/{} at {} user={} revenue={} campaign={}",
+                            sample.display(),
+                            e.event_id,
+                            e.source,
+                            e.funnel_stage.as_str(),
+                            e.event_type,
+                            e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                            e.user_id,
+                            e.revenue.as_deref().unwrap_or("-"),
+                            e.campaign_id.as_deref().unwrap_or("-"),
+                        );
+                    }
+                }
+                EventResult::Rejected(issues) => {
+                    rejected += 1;
+                    if json {
+                        println!("{}", serde_json::json!({"sample": sample, "index": i, "rejected": issues}));
+                    } else {
+                        println!("{}[{i}] REJECTED", sample.display());
+                        for issue in issues {
+                            println!("    - {issue}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(rejected)
+}

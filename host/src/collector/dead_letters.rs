@@ -1,0 +1,78 @@
+//! Moves dead letters published by the gateway (stream `…_dlq.>`) into the
+//! `dead_letters` table: insert, commit, then ack.
+use super::Collector;
+use crate::{db::{self, DeadLetter}, nats};
+use futures::StreamExt;
+use std::{sync::Arc, time::Duration};
+
+pub async fn run(c: Arc<Collector>) {
+    let consumer = loop {
+        match nats::dlq_consumer(&c.js, &c.nats, &c.cfg).await {
+            Ok(consumer) => break consumer,
+            Err(e) => tracing::warn!(error = %e, "dead-letter consumer not ready, retrying"),
+        }
+        tokio::select! {
+            _ = c.stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    while !c.stop.is_cancelled() {
+        let mut messages = match consumer.batch().max_messages(c.cfg.batch_size).expires(Duration::from_millis(500)).messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dead-letter fetch failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut batch = Vec::new();
+        while let Some(Ok(m)) = messages.next().await {
+            batch.push(m);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let letters: Vec<DeadLetter> = batch
+            .iter()
+            .map(|m| {
+                let key = m.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).ok();
+                let mut letter = serde_json::from_slice::<DeadLetter>(&m.payload).unwrap_or_else(|e| DeadLetter {
+                    stage: "gateway".into(),
+                    source: None,
+                    event_id: None,
+                    reasons: serde_json::json!([{"field": "$", "message": format!("unreadable dead letter: {e}")}]),
+                    raw: String::from_utf8_lossy(&m.payload).into_owned(),
+                    plugin_name: None,
+                    plugin_version: None,
+                    correlation_id: None,
+                    dedup_key: None,
+                });
+                letter.dedup_key = key;
+                letter
+            })
+            .collect();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let res = async {
+                let mut tx = c.pool.begin().await?;
+                db::insert_dead_letters(&mut tx, &letters).await?;
+                tx.commit().await
+            }
+            .await;
+            match res {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(error = %e, "dead-letter write failed, retrying"),
+            }
+            tokio::select! {
+                _ = c.stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        futures::future::join_all(batch.iter().map(|m| m.ack())).await;
+        for l in &letters {
+            let source = l.source.as_deref().filter(|s| c.plugins.has_source(s)).unwrap_or("unknown");
+            c.metrics.dead_letters.with_label_values(&[&l.stage, source]).inc();
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Collector metrics, labelled by collector type (the source).
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct CollectorMetrics {
+    /// Events received from JetStream.
+    pub accepted: IntCounterVec,
+    /// Events stored or recognised as duplicates, and acked.
+    pub processed: IntCounterVec,
+    /// Events dead-lettered, by stage.
+    pub failed: IntCounterVec,
+    pub inserted: IntCounterVec,
+    pub db_duplicates: IntCounterVec,
+    pub batch_size: HistogramVec,
+    pub batch_duration: HistogramVec,
+    pub db_write: HistogramVec,
+    pub pending: IntGaugeVec,
+    pub dead_letters: IntCounterVec,
+    pub db_retries: IntCounterVec,
+}
+
+impl CollectorMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let c = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let h = |name: &str, help: &str, buckets: Vec<f64>| HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["collector"]);
+        let secs = prometheus::exponential_buckets(0.001, 2.0, 14)?;
+        let m = Self {
+            accepted: c("collector_events_accepted_total", "Events received from JetStream", &["collector"])?,
+            processed: c("collector_events_processed_total", "Events stored or recognised as duplicates, then acked", &["collector"])?,
+            failed: c("collector_events_failed_total", "Events dead-lettered by the collector", &["collector", "stage"])?,
+            inserted: c("collector_events_inserted_total", "New rows written to the events table", &["collector"])?,
+            db_duplicates: c("collector_events_db_duplicates_total", "Valid events whose event id was already stored", &["collector"])?,
+            batch_size: h("collector_batch_size", "Events per processed batch", prometheus::exponential_buckets(1.0, 2.0, 14)?)?,
+            batch_duration: h("collector_batch_duration_seconds", "Fetch-to-ack time of a batch", secs.clone())?,
+            db_write: h("collector_db_write_duration_seconds", "Insert + commit time of a batch", secs)?,
+            pending: IntGaugeVec::new(
+                Opts::new("collector_consumer_pending", "JetStream consumer lag: messages not yet delivered plus delivered but unacked"),
+                &["collector"],
+            )?,
+            dead_letters: c("dead_letters_total", "Dead letters written, by stage and source", &["stage", "source"])?,
+            db_retries: c("collector_db_retries_total", "Batch writes retried after a database error", &["collector"])?,
+        };
+        registry.register(Box::new(m.accepted.clone()))?;
+        registry.register(Box::new(m.processed.clone()))?;
+        registry.register(Box::new(m.failed.clone()))?;
+        registry.register(Box::new(m.inserted.clone()))?;
+        registry.register(Box::new(m.db_duplicates.clone()))?;
+        registry.register(Box::new(m.batch_size.clone()))?;
+        registry.register(Box::new(m.batch_duration.clone()))?;
+        registry.register(Box::new(m.db_write.clone()))?;
+        registry.register(Box::new(m.pending.clone()))?;
+        registry.register(Box::new(m.dead_letters.clone()))?;
+        registry.register(Box::new(m.db_retries.clone()))?;
+        Ok(m)
+    }
+}

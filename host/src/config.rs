@@ -1,0 +1,242 @@
+//! The host's configuration, parsed once from the environment.
+use crate::plugins::{Limits, RuntimeConfig};
+use events_common::config::{database_url, CommonConfig, ConfigError, Vars};
+use std::{path::PathBuf, time::Duration};
+
+/// Which parts of the host this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Gateway,
+    Collector,
+    All,
+}
+
+/// `COLLECTOR_TYPE`: the sources this process collects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sources {
+    /// Every plugin present, including plugins dropped in later.
+    All,
+    List(Vec<String>),
+}
+
+impl Sources {
+    pub fn includes(&self, source: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::List(l) => l.iter().any(|s| s == source),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    pub name: String,
+    /// `None`: reconnect forever.
+    pub max_reconnect_attempts: Option<usize>,
+    pub reconnect_time_wait: Duration,
+    /// JetStream stream of accepted events (subjects `<subject_prefix>.>`).
+    pub stream: String,
+    pub subject_prefix: String,
+    /// Stream of rejected events on their way to the dead-letter table.
+    pub dlq_stream: String,
+    pub duplicate_window: Duration,
+    pub max_bytes: i64,
+    pub max_age: Duration,
+}
+
+impl NatsConfig {
+    /// Subjects of the dead-letter stream: `<prefix>_dlq.<stage>`.
+    pub fn dlq_subject(&self, stage: &str) -> String {
+        format!("{}_dlq.{stage}", self.subject_prefix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub body_limit_bytes: usize,
+    /// In-flight JetStream publishes per request.
+    pub publish_concurrency: usize,
+    pub publish_timeout: Duration,
+    /// Error entries returned in a response (counts stay exact).
+    pub max_errors: usize,
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub sources: Sources,
+    pub batch_size: usize,
+    pub fetch_wait: Duration,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub max_ack_pending: i64,
+    /// Batches processed at once per source.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub role: Role,
+    pub common: CommonConfig,
+    pub port: u16,
+    pub metrics_port: Option<u16>,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub nats: NatsConfig,
+    pub plugins: RuntimeConfig,
+    pub gateway: GatewayConfig,
+    pub collector: CollectorConfig,
+}
+
+impl HostConfig {
+    pub fn from_vars(role: Role, vars: &Vars) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_vars(vars)?;
+        let sources = parse_sources(&vars.string("COLLECTOR_TYPE", "all"))?;
+        let default_port = match (role, &sources) {
+            (Role::Collector, Sources::List(l)) if l == &["tiktok"] => 3002,
+            (Role::Collector, _) => 3001,
+            _ => 3000,
+        };
+        let max_reconnect = vars.parse::<i64>("NATS_MAX_RECONNECT_ATTEMPTS", -1)?;
+        let subject_prefix = vars.string("JETSTREAM_SUBJECT_PREFIX", "events");
+        if subject_prefix.is_empty()
+            || !subject_prefix.split('.').all(|t| {
+                !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+        {
+            return Err(ConfigError::new(
+                "JETSTREAM_SUBJECT_PREFIX",
+                "must be dot-separated tokens of letters, digits, '_' or '-'",
+            ));
+        }
+        let cache = vars.string("PLUGINS_CACHE_DIR", "/tmp/events-host/plugin-cache");
+        Ok(Self {
+            role,
+            port: vars.parse("PORT", default_port)?,
+            metrics_port: vars.optional("METRICS_PORT")?,
+            database_url: database_url(vars, "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/events")?,
+            db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 8, 1..=200)?,
+            nats: NatsConfig {
+                url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
+                name: vars.string("NATS_NAME", &format!("events-host-{}", role_name(role))),
+                max_reconnect_attempts: (max_reconnect > 0).then_some(max_reconnect as usize),
+                reconnect_time_wait: vars.millis("NATS_RECONNECT_TIME_WAIT", 2000)?,
+                stream: stream_name(vars, "JETSTREAM_STREAM", "EVENTS")?,
+                dlq_stream: stream_name(vars, "JETSTREAM_DLQ_STREAM", "DEADLETTERS")?,
+                subject_prefix,
+                duplicate_window: Duration::from_secs(vars.ranged("JETSTREAM_DUPLICATE_WINDOW_SECS", 120, 120..=86_400)?),
+                max_bytes: vars.ranged("JETSTREAM_MAX_BYTES", 8 << 30, 1 << 20..=i64::MAX)?,
+                max_age: Duration::from_secs(vars.ranged("JETSTREAM_MAX_AGE_SECS", 7 * 86_400, 60..=365 * 86_400)?),
+            },
+            plugins: RuntimeConfig {
+                dir: PathBuf::from(vars.string("PLUGINS_DIR", "./dist/plugins")),
+                cache_dir: (cache != "off").then(|| PathBuf::from(cache)),
+                poll_interval: vars.millis("PLUGINS_POLL_INTERVAL_MS", 1000)?,
+                limits: Limits {
+                    max_memory_bytes: vars.ranged::<usize>("PLUGIN_MAX_MEMORY_MB", 256, 16..=4096)? << 20,
+                    call_timeout: Duration::from_millis(vars.ranged("PLUGIN_CALL_TIMEOUT_MS", 5000, 10..=600_000)?),
+                    epoch_tick: Duration::from_millis(10),
+                },
+            },
+            gateway: GatewayConfig {
+                body_limit_bytes: vars.ranged("GATEWAY_BODY_LIMIT_BYTES", 64 << 20, 1024..=1 << 30)?,
+                publish_concurrency: vars.ranged("GATEWAY_PUBLISH_CONCURRENCY", 4096, 1..=65_536)?,
+                publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
+                max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
+                webhook_secret: vars.raw("WEBHOOK_SECRET"),
+            },
+            collector: CollectorConfig {
+                sources,
+                batch_size: vars.ranged("COLLECTOR_BATCH_SIZE", 1000, 1..=10_000)?,
+                fetch_wait: vars.millis("COLLECTOR_FETCH_WAIT_MS", 200)?,
+                ack_wait: Duration::from_millis(vars.ranged("COLLECTOR_ACK_WAIT_MS", 30_000, 1000..=3_600_000)?),
+                max_deliver: vars.ranged("COLLECTOR_MAX_DELIVER", 10, 2..=1000)?,
+                max_ack_pending: vars.ranged("COLLECTOR_MAX_ACK_PENDING", 20_000, 1..=1_000_000)?,
+                concurrency: vars.ranged("COLLECTOR_CONCURRENCY", 2, 1..=64)?,
+            },
+            common,
+        })
+    }
+
+    pub fn runs_gateway(&self) -> bool {
+        matches!(self.role, Role::Gateway | Role::All)
+    }
+
+    pub fn runs_collector(&self) -> bool {
+        matches!(self.role, Role::Collector | Role::All)
+    }
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Gateway => "gateway",
+        Role::Collector => "collector",
+        Role::All => "all",
+    }
+}
+
+fn parse_sources(value: &str) -> Result<Sources, ConfigError> {
+    if value.trim() == "all" {
+        return Ok(Sources::All);
+    }
+    let list: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+    if let Some(bad) = list.iter().find(|s| !crate::plugins::is_valid_source_name(s)) {
+        return Err(ConfigError::new(
+            "COLLECTOR_TYPE",
+            format!("{bad:?} is not a source name (^[a-z0-9_-]{{1,32}}$), a comma list of them, or `all`"),
+        ));
+    }
+    Ok(Sources::List(list))
+}
+
+fn stream_name(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
+    let v = vars.string(name, default);
+    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        Ok(v)
+    } else {
+        Err(ConfigError::new(name, "must contain only letters, digits, '_' or '-'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(role: Role, pairs: &[(&str, &str)]) -> Result<HostConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        HostConfig::from_vars(role, &Vars::new(&map))
+    }
+
+    #[test]
+    fn ports_follow_the_role_and_source() {
+        assert_eq!(config(Role::Gateway, &[]).unwrap().port, 3000);
+        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "facebook")]).unwrap().port, 3001);
+        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "tiktok")]).unwrap().port, 3002);
+        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "tiktok"), ("PORT", "9")]).unwrap().port, 9);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("COLLECTOR_TYPE", "Face book"),
+            ("PORT", "-1"),
+            ("DATABASE_URL", "mysql://x"),
+            ("JETSTREAM_DUPLICATE_WINDOW_SECS", "10"),
+            ("JETSTREAM_SUBJECT_PREFIX", "a..b"),
+            ("APP_ENV", "qa"),
+            ("LOG_LEVEL", "[[["),
+        ] {
+            let e = config(Role::All, &[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+        }
+    }
+
+    #[test]
+    fn collector_type_lists() {
+        let c = config(Role::Collector, &[("COLLECTOR_TYPE", "facebook, tiktok")]).unwrap();
+        assert_eq!(c.collector.sources, Sources::List(vec!["facebook".into(), "tiktok".into()]));
+        assert!(config(Role::All, &[]).unwrap().collector.sources.includes("anything"));
+    }
+}

@@ -1,0 +1,98 @@
+//! One statement per batch: the rows travel as parallel arrays through
+//! `UNNEST` and `ON CONFLICT (event_id) DO NOTHING` makes the first valid
+//! write win. Report rollups are maintained by a trigger on `events` from the
+//! rows actually inserted (see `migrations/`), in the same transaction.
+use crate::plugins::{Identity, NormalizedEvent};
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+
+/// A normalized event with where it came from.
+pub struct EventRow<'a> {
+    pub event: &'a NormalizedEvent,
+    pub plugin: &'a Identity,
+    pub correlation_id: Option<&'a str>,
+}
+
+/// Inserts the rows; returns how many were new (the rest were duplicates).
+pub async fn insert_events(tx: &mut Transaction<'_, Postgres>, rows: &[EventRow<'_>]) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let n = rows.len();
+    let mut event_id = Vec::with_capacity(n);
+    let mut source = Vec::with_capacity(n);
+    let mut funnel = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut occurred: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
+    let mut revenue = Vec::with_capacity(n);
+    let mut campaign = Vec::with_capacity(n);
+    let mut age: Vec<Option<i32>> = Vec::with_capacity(n);
+    let mut gender = Vec::with_capacity(n);
+    let mut country = Vec::with_capacity(n);
+    let mut city = Vec::with_capacity(n);
+    let mut followers: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut device = Vec::with_capacity(n);
+    let mut raw = Vec::with_capacity(n);
+    let mut plugin_name = Vec::with_capacity(n);
+    let mut plugin_version = Vec::with_capacity(n);
+    let mut correlation = Vec::with_capacity(n);
+    for r in rows {
+        let e = r.event;
+        event_id.push(e.event_id.as_str());
+        source.push(e.source.as_str());
+        funnel.push(e.funnel_stage.as_str());
+        event_type.push(e.event_type.as_str());
+        occurred.push(e.occurred_at);
+        user_id.push(e.user_id.as_str());
+        revenue.push(e.revenue.as_deref());
+        campaign.push(e.campaign_id.as_deref());
+        // Ranges were checked when the plugin output was converted.
+        age.push(e.age.and_then(|a| i32::try_from(a).ok()));
+        gender.push(e.gender.as_deref());
+        country.push(e.country.as_deref());
+        city.push(e.city.as_deref());
+        followers.push(e.followers.and_then(|f| i64::try_from(f).ok()));
+        device.push(e.device.as_deref());
+        raw.push(e.raw.as_str());
+        plugin_name.push(r.plugin.name.as_str());
+        plugin_version.push(r.plugin.version.as_str());
+        correlation.push(r.correlation_id);
+    }
+    let result = sqlx::query(
+        "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
+                             campaign_id, age, gender, country, city, followers, device, raw,
+                             plugin_name, plugin_version, correlation_id)
+         SELECT event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue::numeric,
+                campaign_id, age, gender, country, city, followers, device, raw::json,
+                plugin_name, plugin_version, correlation_id
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                     $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[],
+                     $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+              AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
+                   campaign_id, age, gender, country, city, followers, device, raw,
+                   plugin_name, plugin_version, correlation_id)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event_id)
+    .bind(&source)
+    .bind(&funnel)
+    .bind(&event_type)
+    .bind(&occurred)
+    .bind(&user_id)
+    .bind(&revenue)
+    .bind(&campaign)
+    .bind(&age)
+    .bind(&gender)
+    .bind(&country)
+    .bind(&city)
+    .bind(&followers)
+    .bind(&device)
+    .bind(&raw)
+    .bind(&plugin_name)
+    .bind(&plugin_version)
+    .bind(&correlation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,53 @@
+//! Gateway counters, by source (`unknown` for sources without a plugin, so
+//! input cannot explode label cardinality).
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub accepted: IntCounterVec,
+    pub processed: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub duplicates: IntCounterVec,
+    pub body_bytes: Histogram,
+    pub auth_failures: IntCounter,
+}
+
+impl GatewayMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let accepted = IntCounterVec::new(
+            Opts::new("gateway_events_accepted_total", "Events acked by JetStream (new)"),
+            &["source"],
+        )?;
+        let processed = IntCounterVec::new(
+            Opts::new("gateway_events_processed_total", "Events handled (accepted, rejected or duplicate)"),
+            &["source"],
+        )?;
+        let failed = IntCounterVec::new(
+            Opts::new("gateway_events_failed_total", "Events rejected at the envelope check or not published"),
+            &["source", "reason"],
+        )?;
+        let duplicates = IntCounterVec::new(
+            Opts::new("gateway_events_duplicate_total", "Exact re-sends dropped by JetStream"),
+            &["source"],
+        )?;
+        let body_bytes = Histogram::with_opts(
+            HistogramOpts::new("gateway_request_body_bytes", "Webhook body size")
+                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
+        )?;
+        let auth_failures = IntCounter::new("gateway_webhook_auth_failures_total", "Webhook requests with a bad or missing signature")?;
+        registry.register(Box::new(accepted.clone()))?;
+        registry.register(Box::new(processed.clone()))?;
+        registry.register(Box::new(failed.clone()))?;
+        registry.register(Box::new(duplicates.clone()))?;
+        registry.register(Box::new(body_bytes.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        Ok(Self {
+            accepted,
+            processed,
+            failed,
+            duplicates,
+            body_bytes,
+            auth_failures,
+        })
+    }
+}

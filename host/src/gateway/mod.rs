@@ -1,0 +1,272 @@
+//! The webhook gateway: `POST /webhook` takes a JSON array of events (or one
+//! event object), checks each envelope natively, publishes the accepted ones
+//! to JetStream and the rejected ones to the dead-letter stream, and answers
+//! only once every publish of the request is acked.
+mod auth;
+mod envelope;
+mod metrics;
+mod publish;
+
+pub use auth::{sign, SIGNATURE_HEADER};
+pub use metrics::GatewayMetrics;
+
+use crate::{
+    config::{GatewayConfig, NatsConfig},
+    db::DeadLetter,
+    nats,
+    plugins::PluginRuntime,
+};
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Extension, Json, Router,
+};
+use bytes::Bytes;
+use events_common::{
+    health::Health,
+    http::{json_error, CorrelationId},
+};
+use publish::{Acked, Outgoing};
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub js: async_nats::jetstream::Context,
+    pub plugins: PluginRuntime,
+    pub cfg: GatewayConfig,
+    pub nats: NatsConfig,
+    pub metrics: GatewayMetrics,
+    pub health: Health,
+    /// Largest message NATS takes (minus room for headers).
+    pub max_event_bytes: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct WebhookResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub duplicates: usize,
+    pub errors: Vec<ErrorEntry>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorEntry {
+    pub index: usize,
+    #[serde(rename = "eventId")]
+    pub event_id: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(gateway)
+}
+
+/// One checked element of the body.
+struct Checked {
+    range: std::ops::Range<usize>,
+    env: envelope::Envelope,
+}
+
+async fn webhook(
+    State(gw): State<Arc<Gateway>>,
+    Extension(cid): Extension<CorrelationId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if gw.health.is_draining() {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.to_ascii_lowercase();
+        if !(ct.contains("json") || ct.starts_with("text/plain")) {
+            return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("content-type must be application/json, got {ct:?}"));
+        }
+    }
+    let limit = gw.cfg.body_limit_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {limit}-byte limit"));
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {limit}-byte limit"))
+            } else {
+                json_error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+            };
+        }
+    };
+    gw.metrics.body_bytes.observe(bytes.len() as f64);
+    if let Some(secret) = &gw.cfg.webhook_secret {
+        if !auth::verify(secret, &headers, &bytes) {
+            gw.metrics.auth_failures.inc();
+            return json_error(StatusCode::UNAUTHORIZED, format!("missing or bad webhook signature ({SIGNATURE_HEADER} or bearer token)"));
+        }
+    }
+
+    // Parsing 25 MB is CPU work: keep it off the async workers.
+    let plugins = gw.plugins.clone();
+    let body = bytes.clone();
+    let checked = match tokio::task::spawn_blocking(move || check_body(&body, &plugins)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("body check failed: {e}")),
+    };
+    let total = checked.len();
+    match publish_checked(&gw, &bytes, checked, &cid.0).await {
+        Ok(resp) => {
+            tracing::info!(events = total, accepted = resp.accepted, rejected = resp.rejected, duplicates = resp.duplicates, "webhook handled");
+            (StatusCode::OK, Json(resp)).into_response()
+        }
+        Err(failed) => {
+            gw.health.set("jetstream", false);
+            tracing::error!(events = total, failed, "JetStream did not ack every event");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("event store unavailable: {failed} of {total} events were not acknowledged; retry later"),
+            )
+        }
+    }
+}
+
+fn check_body(body: &Bytes, plugins: &PluginRuntime) -> Result<Vec<Checked>, envelope::BodyError> {
+    let base = body.as_ptr() as usize;
+    let sources = plugins.sources();
+    let elements = envelope::split(body)?;
+    Ok(elements
+        .into_iter()
+        .map(|raw| {
+            let start = raw.get().as_ptr() as usize - base;
+            Checked {
+                range: start..start + raw.get().len(),
+                env: envelope::check(raw, |s| sources.iter().any(|k| k == s)),
+            }
+        })
+        .collect())
+}
+
+/// Publishes accepted events and dead letters; `Err(n)` when `n` publishes
+/// were not acked.
+async fn publish_checked(gw: &Gateway, body: &Bytes, checked: Vec<Checked>, cid: &str) -> Result<WebhookResponse, usize> {
+    let mut outgoing = Vec::with_capacity(checked.len());
+    let mut rejected = Vec::new();
+    let mut labels = Vec::with_capacity(checked.len());
+    for (index, Checked { range, mut env }) in checked.into_iter().enumerate() {
+        if env.reasons.is_empty() && range.len() > gw.max_event_bytes {
+            env.reasons.push(("$".into(), format!("event is {} bytes, more than the {}-byte limit", range.len(), gw.max_event_bytes)));
+        }
+        let source = env.source.clone().filter(|_| env.reasons.iter().all(|r| r.0 != "source")).unwrap_or_else(|| "unknown".into());
+        labels.push(source.clone());
+        let payload = body.slice(range);
+        if env.reasons.is_empty() {
+            let event_id = env.event_id.as_deref().unwrap_or_default();
+            outgoing.push(Outgoing {
+                index,
+                subject: nats::event_subject(&gw.nats.subject_prefix, &source, env.funnel_stage.as_deref(), env.event_type.as_deref()),
+                msg_id: nats::message_id(event_id, &payload),
+                payload,
+            });
+        } else {
+            rejected.push((index, env, payload));
+        }
+    }
+    let mut dead = Vec::with_capacity(rejected.len());
+    for (index, env, payload) in &rejected {
+        let letter = dead_letter(env, payload, gw.max_event_bytes, cid);
+        let json = serde_json::to_vec(&letter).unwrap_or_default();
+        dead.push(Outgoing {
+            index: *index,
+            subject: gw.nats.dlq_subject("gateway"),
+            msg_id: nats::message_id("dlq", &json),
+            payload: Bytes::from(json),
+        });
+    }
+    let concurrency = gw.cfg.publish_concurrency;
+    let timeout = gw.cfg.publish_timeout;
+    let (acks, dead_acks) = tokio::join!(
+        publish::publish_all(&gw.js, outgoing, cid, concurrency, timeout),
+        publish::publish_all(&gw.js, dead, cid, concurrency, timeout),
+    );
+
+    let m = &gw.metrics;
+    let (mut accepted, mut duplicates, mut failed) = (0, 0, 0);
+    for (index, ack) in &acks {
+        let source = labels[*index].as_str();
+        m.processed.with_label_values(&[source]).inc();
+        match ack {
+            Acked::Stored => {
+                accepted += 1;
+                m.accepted.with_label_values(&[source]).inc();
+            }
+            Acked::Duplicate => {
+                duplicates += 1;
+                m.duplicates.with_label_values(&[source]).inc();
+            }
+            Acked::Failed(e) => {
+                failed += 1;
+                tracing::warn!(index, error = %e, "publish failed");
+                m.failed.with_label_values(&[source, "publish"]).inc();
+            }
+        }
+    }
+    for (index, ack) in &dead_acks {
+        let source = labels[*index].as_str();
+        m.processed.with_label_values(&[source]).inc();
+        m.failed.with_label_values(&[source, "envelope"]).inc();
+        if let Acked::Failed(e) = ack {
+            failed += 1;
+            tracing::warn!(index, error = %e, "dead-letter publish failed");
+        }
+    }
+    if failed > 0 {
+        return Err(failed);
+    }
+    let errors = rejected
+        .into_iter()
+        .take(gw.cfg.max_errors)
+        .map(|(index, env, _)| ErrorEntry {
+            index,
+            event_id: env.event_id,
+            reasons: env.reasons.iter().map(|(f, m)| format!("{f}: {m}")).collect(),
+        })
+        .collect();
+    Ok(WebhookResponse {
+        accepted,
+        rejected: dead_acks.len(),
+        duplicates,
+        errors,
+    })
+}
+
+fn dead_letter(env: &envelope::Envelope, payload: &[u8], max: usize, cid: &str) -> DeadLetter {
+    // A dead letter must fit in one NATS message too; an oversized event is
+    // kept truncated, and its reason says so.
+    let keep = payload.len().min(max / 2);
+    let raw = String::from_utf8_lossy(&payload[..keep]).into_owned();
+    DeadLetter {
+        stage: "gateway".into(),
+        source: env.source.clone(),
+        event_id: env.event_id.clone(),
+        reasons: serde_json::Value::Array(
+            env.reasons
+                .iter()
+                .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
+                .collect(),
+        ),
+        raw,
+        plugin_name: None,
+        plugin_version: None,
+        correlation_id: Some(cid.to_string()),
+        dedup_key: None,
+    }
+}

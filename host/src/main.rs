@@ -1,0 +1,87 @@
+use clap::{Parser, Subcommand};
+use events_common::config::{Env, Vars};
+use events_host::config::{HostConfig, Role};
+use std::{path::PathBuf, process::ExitCode};
+
+/// Marketing events host: webhook gateway and WASM collector runtime.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook gateway (port 3000).
+    Gateway,
+    /// Run collectors for COLLECTOR_TYPE (facebook 3001, tiktok 3002).
+    Collector,
+    /// Run the gateway and every collector in one process (the default).
+    All,
+    /// Plugin author tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a component, print its identity, and run it on sample files
+    /// (each a JSON event or array of events).
+    Check {
+        component: PathBuf,
+        samples: Vec<PathBuf>,
+        /// One JSON line per verdict.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let role = match cli.command.unwrap_or(Command::All) {
+        Command::Gateway => Role::Gateway,
+        Command::Collector => Role::Collector,
+        Command::All => Role::All,
+        Command::Plugin { command: PluginCommand::Check { component, samples, json } } => {
+            return match events_host::check::run(&component, &samples, json) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let config = match HostConfig::from_vars(role, &Vars::new(&Env)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    events_common::telemetry::init(&config.common.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let app = match events_host::startup::bind_and_build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "startup failed");
+                eprintln!("startup failed: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        events_common::shutdown::cancel_on_signal(app.stop.clone());
+        app.wait().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,205 @@
+//! NATS JetStream: connection, idempotent stream/consumer setup, subjects and
+//! message ids.
+//!
+//! Subjects: `<prefix>.<source>.<funnel>.<event type token>`, e.g.
+//! `events.facebook.bottom.checkout_complete`. Collectors filter on
+//! `<prefix>.<source>.>`; the tail is for operators (`nats sub
+//! 'events.*.bottom.>'`). Event types contain dots, which are subject
+//! separators, so they are encoded as one token; anything not a safe token
+//! (the envelope check does not validate event types) becomes `_`.
+use crate::config::{CollectorConfig, NatsConfig};
+use async_nats::jetstream::{self, consumer, stream};
+use events_common::health::Health;
+use std::time::Duration;
+
+pub const CORRELATION_HEADER: &str = "Correlation-Id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    #[error("JetStream setup failed: {0}")]
+    Setup(String),
+}
+
+/// Connects, reporting connection state to the `nats` readiness check.
+/// Retries the first connection too, so a service can start before NATS.
+pub async fn connect(cfg: &NatsConfig, health: &Health) -> Result<async_nats::Client, NatsError> {
+    health.register("nats");
+    let h = health.clone();
+    let wait = cfg.reconnect_time_wait;
+    let client = async_nats::ConnectOptions::new()
+        .name(&cfg.name)
+        .max_reconnects(cfg.max_reconnect_attempts)
+        .reconnect_delay_callback(move |attempts| wait.min(Duration::from_millis(100) * attempts.max(1) as u32))
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let h = h.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => h.set("nats", true),
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => h.set("nats", false),
+                    other => tracing::warn!(event = %other, "nats event"),
+                }
+            }
+        })
+        .connect(&cfg.url)
+        .await
+        .map_err(|e| NatsError::Connect(e.to_string()))?;
+    if client.connection_state() == async_nats::connection::State::Connected {
+        health.set("nats", true);
+    }
+    Ok(client)
+}
+
+/// A JetStream context with bounded in-flight publish acks (backpressure
+/// instead of errors when the bound is reached).
+pub fn jetstream(client: async_nats::Client, max_inflight: usize) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .max_ack_inflight(max_inflight)
+        .backpressure_on_inflight(true)
+        .timeout(Duration::from_secs(10))
+        .build(client)
+}
+
+/// Creates or updates the events and dead-letter streams. Work-queue
+/// retention: a message leaves the stream once a collector acked it, so the
+/// stream holds exactly the backlog. `discard: new` makes a full stream refuse
+/// publishes (the gateway answers 503) instead of silently dropping the oldest
+/// unprocessed events.
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), NatsError> {
+    for (name, subjects) in [
+        (&cfg.stream, format!("{}.>", cfg.subject_prefix)),
+        (&cfg.dlq_stream, format!("{}_dlq.>", cfg.subject_prefix)),
+    ] {
+        js.create_or_update_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subjects],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::WorkQueue,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: cfg.duplicate_window,
+            max_bytes: cfg.max_bytes,
+            max_age: cfg.max_age,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Setup(format!("stream {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Retries [`ensure_streams`] until it succeeds or `stop` fires.
+pub async fn ensure_streams_with_retry(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), NatsError> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match ensure_streams(js, cfg).await {
+            Ok(()) => return Ok(()),
+            Err(e) if !stop.is_cancelled() => {
+                tracing::warn!(error = %e, "JetStream not ready, retrying");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Err(NatsError::Setup("shutdown before JetStream was ready".into())),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The durable pull consumer shared by every collector replica of `source`.
+pub async fn source_consumer(
+    js: &jetstream::Context,
+    nats: &NatsConfig,
+    cfg: &CollectorConfig,
+    source: &str,
+) -> Result<consumer::PullConsumer, NatsError> {
+    durable(js, &nats.stream, &format!("collector-{source}"), format!("{}.{source}.>", nats.subject_prefix), cfg).await
+}
+
+/// The durable consumer that moves dead letters into PostgreSQL.
+pub async fn dlq_consumer(
+    js: &jetstream::Context,
+    nats: &NatsConfig,
+    cfg: &CollectorConfig,
+) -> Result<consumer::PullConsumer, NatsError> {
+    durable(js, &nats.dlq_stream, "dead-letter-writer", format!("{}_dlq.>", nats.subject_prefix), cfg).await
+}
+
+async fn durable(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    filter: String,
+    cfg: &CollectorConfig,
+) -> Result<consumer::PullConsumer, NatsError> {
+    let stream = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| NatsError::Setup(format!("stream {stream}: {e}")))?;
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.to_string()),
+            filter_subject: filter,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: cfg.ack_wait,
+            max_deliver: cfg.max_deliver,
+            max_ack_pending: cfg.max_ack_pending,
+            max_batch: cfg.batch_size as i64,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Setup(format!("consumer {name}: {e}")))
+}
+
+/// The subject an accepted event is published on.
+pub fn event_subject(prefix: &str, source: &str, funnel_stage: Option<&str>, event_type: Option<&str>) -> String {
+    let funnel = funnel_stage.filter(|f| matches!(*f, "top" | "bottom")).unwrap_or("_");
+    let kind = event_type
+        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
+        .map(|t| t.replace('.', "_"))
+        .unwrap_or_else(|| "_".to_string());
+    format!("{prefix}.{source}.{funnel}.{kind}")
+}
+
+/// `Nats-Msg-Id`: the event id plus a hash of the event's exact bytes. An
+/// exact re-send is dropped by JetStream; a different body with the same id
+/// (e.g. a corrupted variant) is not, so it can never suppress the valid one.
+/// The database's UNIQUE(event_id) stays the semantic dedup.
+pub fn message_id(event_id: &str, bytes: &[u8]) -> String {
+    let hash = xxhash_rust::xxh3::xxh3_128(bytes);
+    // NATS header values must not contain CR/LF; ids are bounded and escaped.
+    let id: String = event_id
+        .chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!("{id}:{hash:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_encode_event_types_as_one_token() {
+        assert_eq!(event_subject("events", "facebook", Some("bottom"), Some("checkout.complete")), "events.facebook.bottom.checkout_complete");
+        assert_eq!(event_subject("events", "tiktok", Some("weird"), Some("a b*>")), "events.tiktok._._");
+        assert_eq!(event_subject("p.q", "x", None, None), "p.q.x._._");
+    }
+
+    #[test]
+    fn message_ids_differ_by_body_not_only_id() {
+        let a = message_id("fb-1", br#"{"eventId":"fb-1","x":1}"#);
+        let b = message_id("fb-1", br#"{"eventId":"fb-1","x":2}"#);
+        assert_ne!(a, b);
+        assert_eq!(a, message_id("fb-1", br#"{"eventId":"fb-1","x":1}"#));
+        assert!(a.starts_with("fb-1:"));
+        assert!(!message_id("a\r\nb", b"{}").contains('\n'));
+    }
+}

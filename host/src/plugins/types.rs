@@ -1,0 +1,129 @@
+//! Host-side types of the plugin contract, independent of the generated
+//! bindings so the rest of the host never sees wasmtime types.
+use chrono::{DateTime, Utc};
+
+/// Who a plugin is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{} (source {:?})", self.name, self.version, self.source)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunnelStage {
+    Top,
+    Bottom,
+}
+
+impl FunnelStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Top => "top",
+            Self::Bottom => "bottom",
+        }
+    }
+}
+
+/// The canonical, source-independent event the reports are computed from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NormalizedEvent {
+    pub event_id: String,
+    pub source: String,
+    pub occurred_at: DateTime<Utc>,
+    pub funnel_stage: FunnelStage,
+    pub event_type: String,
+    pub user_id: String,
+    /// Exact decimal string (`^[0-9]+(\.[0-9]{1,2})?$`).
+    pub revenue: Option<String>,
+    pub campaign_id: Option<String>,
+    pub age: Option<u32>,
+    pub gender: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub followers: Option<u64>,
+    pub device: Option<String>,
+    /// The event exactly as received.
+    pub raw: String,
+}
+
+/// Why an event is invalid: a JSON path and a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issue {
+    pub field: String,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The plugin's verdict on one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventResult {
+    Ok(Box<NormalizedEvent>),
+    Rejected(Vec<Issue>),
+}
+
+/// True when `s` is a valid source name: `^[a-z0-9_-]{1,32}$`.
+pub fn is_valid_source_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// True when `s` is an exact decimal amount: `^[0-9]+(\.[0-9]{1,2})?$`.
+pub fn is_valid_amount(s: &str) -> bool {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| (1..=2).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names() {
+        assert!(is_valid_source_name("facebook"));
+        assert!(is_valid_source_name("my-src_2"));
+        assert!(!is_valid_source_name(""));
+        assert!(!is_valid_source_name("Facebook"));
+        assert!(!is_valid_source_name("a.b"));
+        assert!(!is_valid_source_name(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn amounts() {
+        for ok in ["0", "7", "0.5", "123.45"] {
+            assert!(is_valid_amount(ok), "{ok}");
+        }
+        for bad in ["", "-1", "1.", ".5", "1.234", "1e3", " 1", "1,5"] {
+            assert!(!is_valid_amount(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Hot swap and pickup by polling `PLUGINS_DIR`.
+//!
+//! Polling (size + mtime) rather than inotify: it works the same on bind
+//! mounts, network volumes and in containers, and a once-a-second stat of a
+//! handful of files costs nothing. A replaced file becomes the active version
+//! for new calls; calls in flight keep the `Arc<Plugin>` they started with. A
+//! file that does not load is refused with a log line and the previous
+//! version stays active.
+use super::{registry::wasm_files, registry::PluginRuntime, types::Identity};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::SystemTime,
+};
+use tokio_util::sync::CancellationToken;
+
+type Stamp = (u64, Option<SystemTime>);
+
+/// What one scan changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct ScanReport {
+    pub activated: Vec<Identity>,
+    pub refused: Vec<(PathBuf, String)>,
+    pub removed: Vec<String>,
+}
+
+pub struct Watcher {
+    runtime: PluginRuntime,
+    stamps: BTreeMap<PathBuf, Stamp>,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
+}
+
+impl PluginRuntime {
+    /// A watcher that treats the files present now as already loaded.
+    pub fn watcher(&self) -> Watcher {
+        let stamps = wasm_files(&self.config().dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| stamp(&p).map(|s| (p, s)))
+            .collect();
+        Watcher {
+            runtime: self.clone(),
+            stamps,
+        }
+    }
+}
+
+impl Watcher {
+    /// Rescans the directory once and applies what changed.
+    pub fn scan(&mut self) -> ScanReport {
+        let mut report = ScanReport::default();
+        let files = match wasm_files(&self.runtime.config().dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot scan the plugins directory");
+                return report;
+            }
+        };
+        let mut active = self.runtime.snapshot();
+        let before: Vec<_> = active.iter().map(|(s, p)| (s.clone(), p.path().to_path_buf(), p.identity().version.clone())).collect();
+
+        // Files that disappeared take their source with them.
+        self.stamps.retain(|path, _| files.contains(path));
+        active.retain(|source, plugin| {
+            let keep = files.iter().any(|f| f == plugin.path());
+            if !keep {
+                tracing::warn!(source, path = %plugin.path().display(), "plugin file removed, source unloaded");
+                report.removed.push(source.clone());
+            }
+            keep
+        });
+
+        for path in files {
+            let Some(now) = stamp(&path) else { continue };
+            if self.stamps.get(&path) == Some(&now) {
+                continue;
+            }
+            self.stamps.insert(path.clone(), now);
+            let plugin = match self.runtime.load_file(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "plugin file refused; the active version stays");
+                    self.runtime.metrics().reloads.with_label_values(&["refused"]).inc();
+                    report.refused.push((path, e.to_string()));
+                    continue;
+                }
+            };
+            let source = plugin.identity().source.clone();
+            if let Some(owner) = active.get(&source).filter(|o| o.path() != path) {
+                let message = format!("source {source:?} is already served by {}", owner.path().display());
+                tracing::error!(path = %path.display(), "plugin file refused: {message}");
+                self.runtime.metrics().reloads.with_label_values(&["refused"]).inc();
+                report.refused.push((path, message));
+                continue;
+            }
+            // The file may have changed which source it serves.
+            active.retain(|s, p| !(p.path() == path && *s != source));
+            tracing::info!(plugin = %plugin.identity(), path = %path.display(), "plugin activated");
+            self.runtime.metrics().reloads.with_label_values(&["activated"]).inc();
+            report.activated.push(plugin.identity().clone());
+            active.insert(source, plugin);
+        }
+
+        let after: Vec<_> = active.iter().map(|(s, p)| (s.clone(), p.path().to_path_buf(), p.identity().version.clone())).collect();
+        if before != after || !report.activated.is_empty() {
+            self.runtime.replace_all(active);
+        }
+        report
+    }
+
+    /// Scans every poll interval until `stop` is cancelled. Compilation is
+    /// CPU-bound, so each scan runs on the blocking pool.
+    pub fn spawn(mut self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let every = self.runtime.config().poll_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                self = match tokio::task::spawn_blocking(move || {
+                    self.scan();
+                    self
+                })
+                .await
+                {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::error!(error = %e, "plugin watcher stopped");
+                        return;
+                    }
+                };
+            }
+        })
+    }
+}
