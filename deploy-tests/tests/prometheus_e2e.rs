@@ -1,0 +1,736 @@
+//! End to end: the real services, scraped by a real Prometheus with the
+//! repository's scrape configuration, must give data for EVERY PromQL
+//! expression of EVERY provisioned Grafana dashboard panel.
+//!
+//! Starts natively (no Docker): `events-host gateway`, `events-host collector`
+//! (facebook) and (tiktok), `events-reporter`, against the local PostgreSQL
+//! (a fresh database `deploy_<id>`) and NATS (unique JetStream stream names),
+//! then Prometheus with `deploy/prometheus/prometheus.yml` rewritten to the
+//! local ports. Drives traffic with `events-publisher` and a few reporter
+//! requests, waits for scrapes, and evaluates every expression through
+//! `/api/v1/query`.
+//!
+//! Needs the binaries (EVENTS_BIN_DIR, default /var/cache/events-target/debug)
+//! and the plugins (dist/plugins/*.wasm); without them it prints `SKIPPED:`
+//! and passes, unless DEPLOY_E2E_REQUIRED=1 (CI) makes that a failure.
+//!
+//! Knobs (environment):
+//!   EVENTS_BIN_DIR                    where events-host / -reporter / -publisher are
+//!   PROMETHEUS_BIN                    prometheus binary (default: `prometheus` on PATH)
+//!   DEPLOY_E2E_ADMIN_DATABASE_URL     default postgres://postgres@127.0.0.1:5432/postgres
+//!   DEPLOY_E2E_NATS_URL               default nats://127.0.0.1:4222
+//!   DEPLOY_E2E_PUBLISHER_ARGS         default `--count 20000 --rate 10000 --no-progress`
+//!   DEPLOY_E2E_REPORT_QUERY           query string for report requests
+//!                                     (default from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z)
+//!   DEPLOY_E2E_SCRAPE_INTERVAL        default 2s (the repository config says 5s)
+//!   DEPLOY_E2E_READY_TIMEOUT_SECS     default 180
+//!   DEPLOY_E2E_PUBLISHER_TIMEOUT_SECS default 300
+//!   DEPLOY_E2E_METRICS_TIMEOUT_SECS   default 120
+//!   DEPLOY_E2E_ENV_<NAME>=<value>     passed to every service as <NAME>=<value>
+//!   DEPLOY_E2E_KEEP=1                 keep the temp dir (logs, TSDB) afterwards
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use deploy_tests::{all_exprs, get, load_yaml, repo_root, scalar, strings};
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        env_or(name, &default.to_string())
+            .parse()
+            .unwrap_or(default),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// The last `n` lines of a file (for error messages).
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+/// Everything the test started; Drop kills the processes and removes the
+/// database, the JetStream streams and (unless kept) the temp dir, even when
+/// the test panics.
+struct Stack {
+    dir: PathBuf,
+    procs: Vec<Proc>,
+    admin_url: String,
+    db_name: Option<String>,
+    nats_url: String,
+    stream_token: String,
+    keep: bool,
+}
+
+impl Stack {
+    fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &BTreeMap<String, String>,
+    ) -> usize {
+        let stdout = self.dir.join(format!("{name}.stdout.log"));
+        let stderr = self.dir.join(format!("{name}.stderr.log"));
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("log file"))
+            .stderr(File::create(&stderr).expect("log file"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({}): {e}", program.display()));
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        });
+        self.procs.len() - 1
+    }
+
+    /// Output of one process, for messages.
+    fn logs(&self, i: usize) -> String {
+        let p = &self.procs[i];
+        format!(
+            "--- {} stderr (tail) ---\n{}\n--- {} stdout (tail) ---\n{}",
+            p.name,
+            tail(&p.stderr, 40),
+            p.name,
+            tail(&p.stdout, 20)
+        )
+    }
+
+    /// Output of every process.
+    fn all_logs(&self) -> String {
+        (0..self.procs.len())
+            .map(|i| self.logs(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Panics (with its output) if process `i` has exited.
+    fn assert_running(&mut self, i: usize) {
+        if let Ok(Some(status)) = self.procs[i].child.try_wait() {
+            panic!(
+                "{} exited early ({status})\n{}",
+                self.procs[i].name,
+                self.logs(i)
+            );
+        }
+    }
+
+    /// Waits until `url` answers 200, failing early when the process dies.
+    async fn wait_ready(&mut self, i: usize, url: &str, timeout: Duration) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("http client");
+        let start = Instant::now();
+        let mut last;
+        loop {
+            self.assert_running(i);
+            match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    let status = r.status();
+                    last = format!("{status}: {}", r.text().await.unwrap_or_default());
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "{} not ready at {url} after {timeout:?} (last: {last})\n{}",
+                    self.procs[i].name,
+                    self.logs(i)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Waits for process `i` to exit; kills it after `timeout`.
+    async fn wait_exit(&mut self, i: usize, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.procs[i].child.try_wait() {
+                return status.to_string();
+            }
+            if start.elapsed() > timeout {
+                let _ = self.procs[i].child.kill();
+                let _ = self.procs[i].child.wait();
+                return format!("killed after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        let admin_url = self.admin_url.clone();
+        let db_name = self.db_name.take();
+        let nats_url = self.nats_url.clone();
+        let token = self.stream_token.clone();
+        // Drop may run inside the test's runtime: clean up on a thread of
+        // its own with its own runtime.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                    if let Some(db) = db_name {
+                        drop_database(&admin_url, &db).await;
+                    }
+                    delete_streams(&nats_url, &token).await;
+                })
+                .await;
+            });
+        });
+        let _ = cleanup.join();
+        if self.keep || std::thread::panicking() {
+            eprintln!("deploy e2e: logs and TSDB kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+async fn admin_connection(admin_url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"))
+}
+
+async fn create_database(admin_url: &str, name: &str) {
+    let mut conn = admin_connection(admin_url).await;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Deletes every JetStream stream whose name contains `token` (the event and
+/// dead-letter streams, and KV buckets named after them).
+async fn delete_streams(nats_url: &str, token: &str) {
+    use futures::StreamExt;
+    let Ok(client) = async_nats::connect(nats_url).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut names = js.stream_names();
+    let mut found = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if name.contains(token) {
+            found.push(name);
+        }
+    }
+    for name in found {
+        let _ = js.delete_stream(&name).await;
+    }
+}
+
+/// `admin_url` with its database replaced by `db`.
+fn database_url(admin_url: &str, db: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{host_part}/{db}{query}")
+}
+
+/// The repository's scrape configuration with every compose target replaced
+/// by the local port of the same service and a faster scrape interval; also
+/// returns the number of targets.
+fn local_prometheus_config(
+    ports: &BTreeMap<&str, u16>,
+    prom_port: u16,
+    interval: &str,
+) -> (String, usize) {
+    let mut count = 0;
+    let mut cfg = load_yaml("deploy/prometheus/prometheus.yml");
+    let map = cfg.as_mapping_mut().expect("prometheus.yml is a mapping");
+    let mut global = map
+        .get("global")
+        .cloned()
+        .unwrap_or(Yaml::Mapping(Default::default()));
+    let g = global.as_mapping_mut().expect("global is a mapping");
+    g.insert("scrape_interval".into(), interval.into());
+    g.insert("scrape_timeout".into(), interval.into());
+    g.insert("evaluation_interval".into(), interval.into());
+    map.insert("global".into(), global);
+    let jobs = map
+        .get_mut("scrape_configs")
+        .and_then(Yaml::as_sequence_mut)
+        .expect("scrape_configs");
+    for job in jobs.iter_mut() {
+        let job = job.as_mapping_mut().expect("job is a mapping");
+        job.remove("scrape_interval");
+        job.remove("scrape_timeout");
+        let job_name = job.get("job_name").and_then(scalar).unwrap_or_default();
+        for sc in job
+            .get_mut("static_configs")
+            .and_then(Yaml::as_sequence_mut)
+            .into_iter()
+            .flatten()
+        {
+            let targets: Vec<Yaml> = strings(get(sc, "targets"))
+                .into_iter()
+                .map(|t| {
+                    let host = t.split(':').next().unwrap_or_default();
+                    let port = match host {
+                        "localhost" | "127.0.0.1" | "prometheus" => prom_port,
+                        _ => *ports.get(host).unwrap_or_else(|| {
+                            panic!("job {job_name}: target {t} is not a service this test starts")
+                        }),
+                    };
+                    count += 1;
+                    Yaml::from(format!("127.0.0.1:{port}"))
+                })
+                .collect();
+            sc.as_mapping_mut()
+                .expect("static_config")
+                .insert("targets".into(), Yaml::Sequence(targets));
+        }
+    }
+    (
+        serde_yaml::to_string(&cfg).expect("serialize prometheus config"),
+        count,
+    )
+}
+
+/// Evaluates `expr` now; Ok(number of series) or Err(reason).
+async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Result<usize, String> {
+    let resp = client
+        .get(format!("{prom}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = resp.status();
+    let body: Json = resp
+        .json()
+        .await
+        .map_err(|e| format!("{status}: bad JSON: {e}"))?;
+    if body.get("status").and_then(Json::as_str) != Some("success") {
+        return Err(format!(
+            "{status}: {} {}",
+            body.get("errorType")
+                .and_then(Json::as_str)
+                .unwrap_or_default(),
+            body.get("error").and_then(Json::as_str).unwrap_or_default()
+        ));
+    }
+    let data = body.get("data").cloned().unwrap_or_default();
+    match data.get("resultType").and_then(Json::as_str) {
+        Some("vector") | Some("matrix") => {
+            let n = data
+                .get("result")
+                .and_then(Json::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            if n == 0 {
+                Err("no data (empty result)".into())
+            } else {
+                Ok(n)
+            }
+        }
+        Some(_) => Ok(1),
+        None => Err(format!("no resultType: {body}")),
+    }
+}
+
+/// Extra service environment from DEPLOY_E2E_ENV_<NAME>=<value>.
+fn extra_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter_map(|(k, v)| Some((k.strip_prefix("DEPLOY_E2E_ENV_")?.to_string(), v)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_expr_returns_data() {
+    let required = env_or("DEPLOY_E2E_REQUIRED", "0") == "1";
+    let skip = |why: String| {
+        if required {
+            panic!("DEPLOY_E2E_REQUIRED=1 but {why}");
+        }
+        println!("SKIPPED: prometheus_e2e: {why}");
+    };
+
+    // --- preconditions -------------------------------------------------------
+    let root = repo_root();
+    let bin_dir = PathBuf::from(env_or("EVENTS_BIN_DIR", "/var/cache/events-target/debug"));
+    let bins: BTreeMap<&str, PathBuf> = ["events-host", "events-reporter", "events-publisher"]
+        .into_iter()
+        .map(|b| (b, bin_dir.join(b)))
+        .collect();
+    let missing: Vec<String> = bins
+        .values()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return skip(format!(
+            "binaries not built: {} (cargo build -p events-host -p events-reporter -p events-publisher, or set EVENTS_BIN_DIR)",
+            missing.join(", ")
+        ));
+    }
+    let plugins_dir = root.join("dist/plugins");
+    let wasm = std::fs::read_dir(&plugins_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+                .count()
+        })
+        .unwrap_or(0);
+    if wasm == 0 {
+        return skip(format!(
+            "no plugins in {} (run scripts/build-plugins.sh)",
+            plugins_dir.display()
+        ));
+    }
+    let prometheus = env_or("PROMETHEUS_BIN", "prometheus");
+    assert!(
+        deploy_tests::command_exists(&prometheus),
+        "Prometheus not found ({prometheus}); install it (apt-get install prometheus) or set PROMETHEUS_BIN"
+    );
+    let exprs = all_exprs();
+    assert!(!exprs.is_empty(), "no dashboard expressions");
+
+    // --- the stack -------------------------------------------------------------
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let dir = std::env::temp_dir().join(format!("deploy-e2e-{id}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let admin_url = env_or(
+        "DEPLOY_E2E_ADMIN_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let nats_url = env_or("DEPLOY_E2E_NATS_URL", "nats://127.0.0.1:4222");
+    let stream_token = format!("DEPLOY_{}", id.to_ascii_uppercase());
+    let mut stack = Stack {
+        dir: dir.clone(),
+        procs: Vec::new(),
+        admin_url: admin_url.clone(),
+        db_name: None,
+        nats_url: nats_url.clone(),
+        stream_token: stream_token.clone(),
+        keep: env_or("DEPLOY_E2E_KEEP", "0") == "1",
+    };
+    let db_name = format!("deploy_{id}");
+    create_database(&admin_url, &db_name).await;
+    stack.db_name = Some(db_name.clone());
+    let db_url = database_url(&admin_url, &db_name);
+
+    let ports: BTreeMap<&str, u16> = [
+        ("gateway", free_port()),
+        ("fb-collector", free_port()),
+        ("ttk-collector", free_port()),
+        ("reporter", free_port()),
+    ]
+    .into_iter()
+    .collect();
+    let prom_port = free_port();
+
+    let base_env = |port: u16, nats_name: &str| -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("RUST_BACKTRACE", "1".into()),
+            ("APP_ENV", "development".into()),
+            ("LOG_LEVEL", "info".into()),
+            ("PORT", port.to_string()),
+            ("DATABASE_URL", db_url.clone()),
+            ("NATS_URL", nats_url.clone()),
+            ("NATS_NAME", nats_name.into()),
+            ("PLUGINS_DIR", plugins_dir.display().to_string()),
+            ("JETSTREAM_STREAM", stream_token.clone()),
+            ("JETSTREAM_DLQ_STREAM", format!("{stream_token}_DLQ")),
+            ("JETSTREAM_SUBJECT_PREFIX", format!("deploy_{id}")),
+            ("SHUTDOWN_TIMEOUT_MS", "2000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(extra_env());
+        env
+    };
+
+    let host = bins["events-host"].clone();
+    let gw = stack.spawn(
+        "gateway",
+        &host,
+        &["gateway"],
+        &base_env(ports["gateway"], "deploy-e2e-gateway"),
+    );
+    let mut fb_env = base_env(ports["fb-collector"], "deploy-e2e-fb");
+    fb_env.insert("COLLECTOR_TYPE".into(), "facebook".into());
+    let fb = stack.spawn("fb-collector", &host, &["collector"], &fb_env);
+    let mut ttk_env = base_env(ports["ttk-collector"], "deploy-e2e-ttk");
+    ttk_env.insert("COLLECTOR_TYPE".into(), "tiktok".into());
+    let ttk = stack.spawn("ttk-collector", &host, &["collector"], &ttk_env);
+    let rep = stack.spawn(
+        "reporter",
+        &bins["events-reporter"].clone(),
+        &[],
+        &base_env(ports["reporter"], "deploy-e2e-reporter"),
+    );
+
+    let ready = secs("DEPLOY_E2E_READY_TIMEOUT_SECS", 180);
+    for (i, svc) in [
+        (gw, "gateway"),
+        (fb, "fb-collector"),
+        (ttk, "ttk-collector"),
+        (rep, "reporter"),
+    ] {
+        let url = format!("http://127.0.0.1:{}/health/ready", ports[svc]);
+        stack.wait_ready(i, &url, ready).await;
+    }
+
+    // --- Prometheus ----------------------------------------------------------------
+    let interval = env_or("DEPLOY_E2E_SCRAPE_INTERVAL", "2s");
+    let interval_secs: u64 = interval
+        .trim_end_matches('s')
+        .parse()
+        .expect("DEPLOY_E2E_SCRAPE_INTERVAL like 2s");
+    let cfg_path = dir.join("prometheus.yml");
+    let (prom_cfg, target_count) = local_prometheus_config(&ports, prom_port, &interval);
+    std::fs::write(&cfg_path, prom_cfg).expect("write prometheus.yml");
+    let tsdb = dir.join("tsdb");
+    let prom_env: BTreeMap<String, String> = [(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_default(),
+    )]
+    .into();
+    let prom = stack.spawn(
+        "prometheus",
+        Path::new(&prometheus),
+        &[
+            &format!("--config.file={}", cfg_path.display()),
+            &format!("--storage.tsdb.path={}", tsdb.display()),
+            &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--log.level=warn",
+        ],
+        &prom_env,
+    );
+    let prom_url = format!("http://127.0.0.1:{prom_port}");
+    stack
+        .wait_ready(
+            prom,
+            &format!("{prom_url}/-/ready"),
+            Duration::from_secs(60),
+        )
+        .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+
+    // Every target scraped successfully at least once.
+    let start = Instant::now();
+    loop {
+        let up = client
+            .get(format!("{prom_url}/api/v1/query"))
+            .query(&[("query", "count(up == 1)")])
+            .send()
+            .await
+            .ok();
+        let up = match up {
+            Some(r) => r.json::<Json>().await.ok(),
+            None => None,
+        };
+        let up = up
+            .as_ref()
+            .and_then(|b| b.pointer("/data/result/0/value/1"))
+            .and_then(Json::as_str)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if up as usize >= target_count {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let body = match client
+                .get(format!("{prom_url}/api/v1/targets"))
+                .send()
+                .await
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            panic!(
+                "only {up} of {target_count} scrape targets up after 60s: {body}\n{}",
+                stack.all_logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // --- traffic ---------------------------------------------------------------------
+    let publisher_args = env_or(
+        "DEPLOY_E2E_PUBLISHER_ARGS",
+        "--count 20000 --rate 10000 --no-progress",
+    );
+    let args: Vec<&str> = publisher_args.split_whitespace().collect();
+    let mut pub_env = prom_env.clone();
+    pub_env.insert(
+        "EVENT_ENDPOINT".into(),
+        format!("http://127.0.0.1:{}/webhook", ports["gateway"]),
+    );
+    pub_env.insert("RUST_BACKTRACE".into(), "1".into());
+    let publisher = stack.spawn(
+        "publisher",
+        &bins["events-publisher"].clone(),
+        &args,
+        &pub_env,
+    );
+    let pub_status = stack
+        .wait_exit(publisher, secs("DEPLOY_E2E_PUBLISHER_TIMEOUT_SECS", 300))
+        .await;
+    eprintln!(
+        "deploy e2e: publisher {publisher_args:?} finished: {pub_status}\n{}",
+        stack.logs(publisher)
+    );
+
+    let report_query = env_or(
+        "DEPLOY_E2E_REPORT_QUERY",
+        "from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+    );
+    let rep_base = format!("http://127.0.0.1:{}", ports["reporter"]);
+    let mut report_results = Vec::new();
+    for round in 0..2 {
+        for report in ["events", "revenue", "demographics"] {
+            let url = format!("{rep_base}/api/v1/reports/{report}?{report_query}");
+            let status = client.get(&url).send().await.map(|r| r.status().as_u16());
+            if round == 0 {
+                report_results.push(format!("GET {url} -> {status:?}"));
+            }
+        }
+    }
+    for bad in [
+        format!("{rep_base}/api/v1/reports/events?from=not-a-date"),
+        format!("{rep_base}/api/v1/openapi.json"),
+    ] {
+        let status = client.get(&bad).send().await.map(|r| r.status().as_u16());
+        report_results.push(format!("GET {bad} -> {status:?}"));
+    }
+    eprintln!(
+        "deploy e2e: reporter requests:\n  {}",
+        report_results.join("\n  ")
+    );
+
+    // At least two scrapes after the traffic.
+    tokio::time::sleep(Duration::from_secs(2 * interval_secs + 1)).await;
+
+    // --- every expression ------------------------------------------------------------
+    let deadline = Instant::now() + secs("DEPLOY_E2E_METRICS_TIMEOUT_SECS", 120);
+    let failures = loop {
+        for i in [gw, fb, ttk, rep, prom] {
+            stack.assert_running(i);
+        }
+        let mut failures = Vec::new();
+        for (file, panel, expr) in &exprs {
+            if let Err(why) = query(&client, &prom_url, expr).await {
+                failures.push(format!("{file} / {panel}:\n      {expr}\n      -> {why}"));
+            }
+        }
+        if failures.is_empty() || Instant::now() > deadline {
+            break failures;
+        }
+        tokio::time::sleep(Duration::from_secs(interval_secs.max(1))).await;
+    };
+    if !failures.is_empty() {
+        // The metric names our services exported (Prometheus' own left out),
+        // to spot a renamed metric at a glance.
+        let names_body = match client
+            .get(format!("{prom_url}/api/v1/label/__name__/values"))
+            .send()
+            .await
+        {
+            Ok(r) => match r.json::<Json>().await {
+                Ok(body) => body
+                    .get("data")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Json::as_str)
+                    .filter(|n| {
+                        !["prometheus_", "go_", "net_", "promhttp_", "scrape_"]
+                            .iter()
+                            .any(|p| n.starts_with(p))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        panic!(
+            "{} of {} dashboard expressions returned no data:\n  {}\n\n\
+             metric names scraped: {names_body}\n\n\
+             publisher {publisher_args:?}: {pub_status}\nreporter requests:\n  {}\n\n{}",
+            failures.len(),
+            exprs.len(),
+            failures.join("\n  "),
+            report_results.join("\n  "),
+            stack.all_logs()
+        );
+    }
+    println!(
+        "prometheus_e2e: all {} dashboard expressions returned data",
+        exprs.len()
+    );
+}
