@@ -1,0 +1,125 @@
+//! Typed configuration, parsed once at startup from the environment.
+use events_common::config::{database_url, CommonConfig, ConfigError, Env, Source, Vars};
+
+/// Everything the reporter reads from its environment.
+#[derive(Clone)]
+pub struct Config {
+    /// `PORT` (default 3003).
+    pub port: u16,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `DB_MAX_CONNECTIONS` (default 10): reports hold a connection for one
+    /// query at a time, so this caps concurrent report queries.
+    pub db_max_connections: u32,
+    /// `REPORTER_API_TOKEN`: when set, report endpoints require
+    /// `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// `MIGRATION_TIMEOUT_MS` (default 60000): how long startup keeps retrying
+    /// migrations while the database is unreachable.
+    pub migration_timeout: std::time::Duration,
+    pub common: CommonConfig,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/events";
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&Env)
+    }
+
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let vars = Vars::new(source);
+        let api_token = vars.raw("REPORTER_API_TOKEN");
+        if let Some(token) = &api_token {
+            // Bearer tokens travel in a header: keep them to visible ASCII so
+            // a typo (a pasted newline, say) fails at startup, not per request.
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::new(
+                    "REPORTER_API_TOKEN",
+                    "must be printable ASCII without spaces",
+                ));
+            }
+        }
+        Ok(Self {
+            port: vars.parse("PORT", 3003)?,
+            database_url: database_url(&vars, "DATABASE_URL", DEFAULT_DATABASE_URL)?,
+            db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 10, 1..=200)?,
+            api_token,
+            migration_timeout: vars.millis("MIGRATION_TIMEOUT_MS", 60_000)?,
+            common: CommonConfig::from_vars(&vars)?,
+        })
+    }
+}
+
+// Hand-written so that the token never reaches a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("migration_timeout", &self.migration_timeout)
+            .field("common", &self.common)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn source(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_source(&source(&[])).unwrap();
+        assert_eq!(c.port, 3003);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.db_max_connections, 10);
+        assert!(c.api_token.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Config::from_source(&source(&[("PORT", "x")])).unwrap_err();
+        assert_eq!(e.variable, "PORT");
+        let e = Config::from_source(&source(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL");
+        let e = Config::from_source(&source(&[("DB_MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert_eq!(e.variable, "DB_MAX_CONNECTIONS");
+        let e = Config::from_source(&source(&[("REPORTER_API_TOKEN", "a b")])).unwrap_err();
+        assert_eq!(e.variable, "REPORTER_API_TOKEN");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Config::from_source(&source(&[
+            ("REPORTER_API_TOKEN", "s3cret-token"),
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+        ]))
+        .unwrap();
+        let s = format!("{c:?}");
+        assert!(!s.contains("s3cret") && !s.contains("pw@"), "{s}");
+    }
+}

@@ -1,0 +1,38 @@
+use events_common::{shutdown::cancel_on_signal, telemetry};
+use events_reporter::{config::Config, startup};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&config.common.log_level);
+    tracing::info!(?config, "starting events-reporter");
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, port = config.port, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match startup::spawn(config, listener).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "startup failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    cancel_on_signal(app.shutdown.clone());
+    match app.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

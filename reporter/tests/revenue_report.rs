@@ -1,0 +1,210 @@
+//! The revenue report: exact money, campaigns, windows.
+mod support;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rust_decimal::Decimal;
+use support::model::{revenue_report, Query};
+use support::{at, Event, TestApp};
+
+const PATH: &str = "/api/v1/reports/revenue";
+
+fn fixture() -> Vec<Event> {
+    vec![
+        Event::new(
+            "fb-1",
+            "facebook",
+            "bottom",
+            "checkout.complete",
+            "2024-01-01T10:00:00Z",
+        )
+        .revenue("100.10")
+        .campaign("camp-b"),
+        Event::new(
+            "fb-2",
+            "facebook",
+            "bottom",
+            "checkout.complete",
+            "2024-01-01T10:59:59.999999Z",
+        )
+        .revenue("0.01")
+        .campaign("camp-a"),
+        Event::new(
+            "fb-3",
+            "facebook",
+            "bottom",
+            "checkout.complete",
+            "2024-01-02T00:00:00Z",
+        )
+        .revenue("99.99")
+        .campaign("camp-a"),
+        // Same revenue as camp-b: ties are broken by campaign id.
+        Event::new(
+            "fb-4",
+            "facebook",
+            "bottom",
+            "checkout.complete",
+            "2024-01-02T03:00:00Z",
+        )
+        .revenue("100.10")
+        .campaign("camp-c"),
+        // Not a transaction: no amount.
+        Event::new(
+            "fb-5",
+            "facebook",
+            "bottom",
+            "ad.click",
+            "2024-01-01T10:00:00Z",
+        )
+        .campaign("camp-a"),
+        // Revenue without a campaign: counted, not listed by campaign.
+        Event::new(
+            "ttk-1",
+            "tiktok",
+            "bottom",
+            "purchase",
+            "2024-01-01T11:00:00Z",
+        )
+        .revenue("19.99"),
+        Event::new(
+            "ttk-2",
+            "tiktok",
+            "bottom",
+            "purchase",
+            "2024-01-03T23:59:59Z",
+        )
+        .revenue("1999.00"),
+        Event::new(
+            "ttk-3",
+            "tiktok",
+            "bottom",
+            "purchase",
+            "2024-01-01T10:30:00Z",
+        )
+        .revenue("0.00"),
+        // A new source whose plugin sets amounts participates too.
+        Event::new(
+            "sc-1",
+            "snapchat",
+            "bottom",
+            "order",
+            "2024-01-02T12:00:00Z",
+        )
+        .revenue("5.55")
+        .campaign("camp-a"),
+    ]
+}
+
+#[tokio::test]
+async fn sums_by_source_campaign_and_time() {
+    let app = TestApp::spawn().await;
+    let events = fixture();
+    app.insert(&events).await;
+    for q in [
+        Query::new(),
+        Query::new().source("facebook"),
+        Query::new().source("tiktok"),
+        Query::new().campaign("camp-a"),
+        Query::new().campaign("camp-a").source("snapchat"),
+        Query::new().campaign("nope"),
+        Query::new().limit(1),
+        Query::new().limit(2).source("facebook"),
+        Query::new().granularity("day"),
+        Query::new()
+            .granularity("minute")
+            .campaign("camp-a")
+            .start_date("2024-01-01")
+            .end_date("2024-01-02"),
+        Query::new()
+            .start("2024-01-01T10:00:00Z")
+            .end("2024-01-01T11:00:00Z"),
+        Query::new()
+            .start("2024-01-01T10:59:59.999999Z")
+            .end("2024-01-02T00:00:00.000001Z"),
+        Query::new()
+            .start_date("2024-01-02")
+            .end_date("2024-01-02")
+            .granularity("hour"),
+        Query::new()
+            .start("2024-01-02T00:00:00Z")
+            .end("2024-01-02T00:00:00Z"),
+        Query::new().source("instagram"),
+    ] {
+        let got = app.ok(&q.url(PATH)).await;
+        assert_eq!(got, revenue_report(&events, &q), "{}", q.url(PATH));
+    }
+    let all = app.ok(PATH).await;
+    assert_eq!(all["totalRevenue"], "2324.74");
+    assert_eq!(all["transactions"], 8);
+    // camp-a 105.55, then camp-b and camp-c tied at 100.10: by id.
+    assert_eq!(all["byCampaign"][0]["campaignId"], "camp-a");
+    assert_eq!(all["byCampaign"][1]["campaignId"], "camp-b");
+    assert_eq!(all["byCampaign"][2]["campaignId"], "camp-c");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn many_cents_add_up_exactly() {
+    let app = TestApp::spawn().await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let t0 = at("2024-05-01T00:00:00Z");
+    let mut events = Vec::new();
+    let mut expected = Decimal::ZERO;
+    for i in 0..3000 {
+        let cents: i64 = rng.gen_range(0..200_000);
+        let amount = Decimal::new(cents, 2);
+        expected += amount;
+        let t = t0 + chrono::TimeDelta::milliseconds(rng.gen_range(0..3 * 86_400_000));
+        let source = if i % 2 == 0 { "facebook" } else { "tiktok" };
+        let mut e = Event::at(&format!("r{i}"), source, "bottom", "purchase", t);
+        e.revenue = Some(amount);
+        if i % 3 == 0 {
+            e.campaign_id = Some(format!("camp-{}", i % 7));
+        }
+        events.push(e);
+    }
+    for chunk in events.chunks(1000) {
+        app.insert(chunk).await;
+    }
+    let got = app.ok(PATH).await;
+    assert_eq!(got["totalRevenue"], format!("{expected:.2}"));
+    for q in [
+        Query::new(),
+        Query::new()
+            .start("2024-05-01T13:17:00.250Z")
+            .end("2024-05-03T02:00:00Z"),
+        Query::new().campaign("camp-3").granularity("hour"),
+        Query::new()
+            .source("tiktok")
+            .granularity("minute")
+            .start("2024-05-02T10:00:00Z")
+            .end("2024-05-02T12:00:00Z"),
+        Query::new().limit(1000),
+    ] {
+        let got = app.ok(&q.url(PATH)).await;
+        assert_eq!(got, revenue_report(&events, &q), "{}", q.url(PATH));
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn limit_defaults_to_20_campaigns() {
+    let app = TestApp::spawn().await;
+    let events: Vec<Event> = (0..30)
+        .map(|i| {
+            Event::new(
+                &format!("c{i}"),
+                "facebook",
+                "bottom",
+                "checkout.complete",
+                "2024-02-01T12:00:00Z",
+            )
+            .revenue(&format!("{}.00", i % 5))
+            .campaign(&format!("camp-{i:02}"))
+        })
+        .collect();
+    app.insert(&events).await;
+    let got = app.ok(PATH).await;
+    assert_eq!(got["byCampaign"].as_array().map(Vec::len), Some(20));
+    assert_eq!(got, revenue_report(&events, &Query::new()));
+    app.cleanup().await;
+}
