@@ -13,8 +13,8 @@ mod generated {
     });
 }
 
-pub use generated::SourcePluginPre;
 use generated::marketing::events::types as wit;
+pub use generated::{SourcePlugin, SourcePluginPre};
 
 impl From<wit::Identity> for Identity {
     fn from(i: wit::Identity) -> Self {
@@ -45,8 +45,29 @@ pub fn convert_result(r: wit::EventResult, source: &str) -> Result<EventResult, 
                     .collect(),
             ))
         }
-        wit::EventResult::Ok(e) => convert_event(e, source).map(|e| EventResult::Ok(Box::new(e))),
+        wit::EventResult::Ok(e) => {
+            // Valid WIT values the database cannot hold (age > i32::MAX,
+            // followers > i64::MAX) reject that event only: a source may
+            // legitimately send them, and they must not fail the whole batch.
+            if let Some(issue) = unstorable(&e.demographics) {
+                return Ok(EventResult::Rejected(vec![issue]));
+            }
+            convert_event(e, source).map(|e| EventResult::Ok(Box::new(e)))
+        }
     }
+}
+
+fn unstorable(d: &wit::Demographics) -> Option<Issue> {
+    let too_big = |field: &str, got: u64, max: u64| Issue {
+        field: field.into(),
+        message: format!("is {got}, more than the host can store ({max})"),
+    };
+    if let Some(age) = d.age.filter(|a| *a > i32::MAX as u32) {
+        return Some(too_big("demographics.age", age.into(), i32::MAX as u64));
+    }
+    d.followers
+        .filter(|f| *f > i64::MAX as u64)
+        .map(|f| too_big("demographics.followers", f, i64::MAX as u64))
 }
 
 fn convert_event(e: wit::NormalizedEvent, source: &str) -> Result<NormalizedEvent, String> {
@@ -59,23 +80,24 @@ fn convert_event(e: wit::NormalizedEvent, source: &str) -> Result<NormalizedEven
     if e.event_id.is_empty() || e.event_type.is_empty() {
         return Err("event id and event type must not be empty".into());
     }
-    let occurred_at = chrono::DateTime::from_timestamp(e.occurred_at.seconds, e.occurred_at.nanoseconds)
-        .filter(|_| e.occurred_at.nanoseconds < 1_000_000_000)
-        .ok_or_else(|| {
-            format!(
-                "event {:?}: timestamp {}s {}ns is out of range",
-                e.event_id, e.occurred_at.seconds, e.occurred_at.nanoseconds
-            )
-        })?;
+    let occurred_at =
+        chrono::DateTime::from_timestamp(e.occurred_at.seconds, e.occurred_at.nanoseconds)
+            .filter(|_| e.occurred_at.nanoseconds < 1_000_000_000)
+            .ok_or_else(|| {
+                format!(
+                    "event {:?}: timestamp {}s {}ns is out of range",
+                    e.event_id, e.occurred_at.seconds, e.occurred_at.nanoseconds
+                )
+            })?;
     if let Some(r) = &e.revenue {
         if !super::types::is_valid_amount(r) {
-            return Err(format!("event {:?}: revenue {r:?} is not an exact decimal", e.event_id));
+            return Err(format!(
+                "event {:?}: revenue {r:?} is not an exact decimal",
+                e.event_id
+            ));
         }
     }
     let d = e.demographics;
-    if d.age.is_some_and(|a| a > i32::MAX as u32) || d.followers.is_some_and(|f| f > i64::MAX as u64) {
-        return Err(format!("event {:?}: age or followers out of range", e.event_id));
-    }
     Ok(NormalizedEvent {
         event_id: e.event_id,
         source: e.source,

@@ -37,7 +37,11 @@ impl PluginEngine {
         if let Some(dir) = &cache_dir {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "plugin cache dir unusable, compiling without cache");
-                return Ok(Self { engine, cache_dir: None, _ticker: ticker });
+                return Ok(Self {
+                    engine,
+                    cache_dir: None,
+                    _ticker: ticker,
+                });
             }
         }
         Ok(Self {
@@ -55,22 +59,37 @@ impl PluginEngine {
             message: format!("{e:#}"),
         };
         let Some(cache_path) = self.cache_path(bytes) else {
-            return Component::new(&self.engine, bytes).map(|c| (c, false)).map_err(compile_err);
+            return Component::new(&self.engine, bytes)
+                .map(|c| (c, false))
+                .map_err(compile_err);
         };
-        if cache_path.exists() {
+        // Read into memory rather than `deserialize_file`, which maps the file:
+        // a mapped artifact truncated or rewritten later (by an operator, or
+        // another replica sharing the volume) would crash the process (SIGBUS).
+        if let Ok(artifact) = std::fs::read(&cache_path) {
             // SAFETY: the cache directory is ours (configured by the operator,
             // written only by this function) and the file name binds the
             // artifact to the source bytes and this engine's configuration;
             // wasmtime still checks the artifact's header and version.
-            match unsafe { Component::deserialize_file(&self.engine, &cache_path) } {
+            match unsafe { Component::deserialize(&self.engine, &artifact) } {
                 Ok(c) => return Ok((c, true)),
-                Err(e) => tracing::warn!(path = %cache_path.display(), error = %e, "stale compiled plugin artifact, recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %cache_path.display(), error = %e, "stale compiled plugin artifact, recompiling")
+                }
             }
         }
-        let artifact = self.engine.precompile_component(bytes).map_err(compile_err)?;
-        // Write then rename so a concurrent reader never sees half a file.
-        let tmp = cache_path.with_extension(format!("tmp{}", std::process::id()));
-        if let Err(e) = std::fs::write(&tmp, &artifact).and_then(|_| std::fs::rename(&tmp, &cache_path)) {
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(compile_err)?;
+        // Write then rename so a concurrent reader never sees half a file. The
+        // temp name is unique per writer: replicas sharing the cache volume may
+        // all be pid 1, and threads of one process share a pid.
+        let tmp = cache_path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        if let Err(e) =
+            std::fs::write(&tmp, &artifact).and_then(|_| std::fs::rename(&tmp, &cache_path))
+        {
+            let _ = std::fs::remove_file(&tmp);
             tracing::warn!(path = %cache_path.display(), error = %e, "cannot write compiled plugin artifact");
         }
         // SAFETY: `artifact` was produced just now by this engine.
@@ -82,7 +101,9 @@ impl PluginEngine {
     fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
         let dir = self.cache_dir.as_ref()?;
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let digest = Sha256::digest(bytes);
         Some(dir.join(format!(
             "{}-{:016x}.cwasm",

@@ -43,6 +43,8 @@ pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     max_memory_bytes: usize,
+    /// Linear memory the instance has grown to, in bytes.
+    pub memory_bytes: usize,
     /// Set when the guest asked for more memory than allowed, so that the
     /// trap that follows is reported as a memory blow-up, not a panic.
     pub memory_denied: bool,
@@ -56,6 +58,7 @@ impl StoreState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             max_memory_bytes: limits.max_memory_bytes,
+            memory_bytes: 0,
             memory_denied: false,
         }
     }
@@ -78,7 +81,9 @@ impl ResourceLimiter for StoreState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let ok = desired <= self.max_memory_bytes;
-        if !ok {
+        if ok {
+            self.memory_bytes = self.memory_bytes.max(desired);
+        } else {
             self.memory_denied = true;
         }
         Ok(ok)

@@ -22,7 +22,10 @@ impl PluginMetrics {
             &LABELS,
         )?;
         let events = IntCounterVec::new(
-            Opts::new("plugin_events_total", "Events through a plugin by outcome (in, ok, rejected)"),
+            Opts::new(
+                "plugin_events_total",
+                "Events through a plugin by outcome (in, ok, rejected)",
+            ),
             &["plugin", "version", "source", "outcome"],
         )?;
         let failures = IntCounterVec::new(
@@ -30,13 +33,19 @@ impl PluginMetrics {
             &["plugin", "version", "source", "kind"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("plugin_call_duration_seconds", "normalize-batch call latency")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14)?),
+            HistogramOpts::new(
+                "plugin_call_duration_seconds",
+                "normalize-batch call latency",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14)?),
             &LABELS,
         )?;
         let loaded = IntGauge::new("plugins_loaded", "Plugins currently active")?;
         let reloads = IntCounterVec::new(
-            Opts::new("plugin_reloads_total", "Plugin files picked up while running, by result"),
+            Opts::new(
+                "plugin_reloads_total",
+                "Plugin files picked up while running, by result",
+            ),
             &["result"],
         )?;
         registry.register(Box::new(calls.clone()))?;
@@ -64,7 +73,14 @@ impl PluginMetrics {
         }
     }
 
-    pub fn record_call(&self, id: &Identity, seconds: f64, events_in: usize, ok: usize, rejected: usize) {
+    pub fn record_call(
+        &self,
+        id: &Identity,
+        seconds: f64,
+        events_in: usize,
+        ok: usize,
+        rejected: usize,
+    ) {
         let l = [id.name.as_str(), id.version.as_str(), id.source.as_str()];
         self.calls.with_label_values(&l).inc();
         self.duration.with_label_values(&l).observe(seconds);

@@ -12,7 +12,11 @@ pub struct Identity {
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{} (source {:?})", self.name, self.version, self.source)
+        write!(
+            f,
+            "{}@{} (source {:?})",
+            self.name, self.version, self.source
+        )
     }
 }
 
@@ -87,8 +91,7 @@ pub enum EventResult {
 pub fn is_valid_source_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 

@@ -7,14 +7,11 @@
 //! file that does not load is refused with a log line and the previous
 //! version stays active.
 use super::{registry::wasm_files, registry::PluginRuntime, types::Identity};
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
 use tokio_util::sync::CancellationToken;
 
-type Stamp = (u64, Option<SystemTime>);
+/// What a file looked like: size and modification time.
+pub(super) type Stamp = (u64, Option<SystemTime>);
 
 /// What one scan changed.
 #[derive(Debug, Default, PartialEq)]
@@ -29,18 +26,20 @@ pub struct Watcher {
     stamps: BTreeMap<PathBuf, Stamp>,
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
+pub(super) fn stamp(path: &std::path::Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()))
 }
 
 impl PluginRuntime {
-    /// A watcher that treats the files present now as already loaded.
+    /// A watcher that knows the active plugins' files as they were when
+    /// loaded: a file added or changed since (e.g. during `load_dir`) is
+    /// picked up by the first scan instead of being taken as loaded.
     pub fn watcher(&self) -> Watcher {
-        let stamps = wasm_files(&self.config().dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|p| stamp(&p).map(|s| (p, s)))
+        let stamps = self
+            .snapshot()
+            .into_values()
+            .filter_map(|p| p.loaded_stamp.map(|s| (p.path().to_path_buf(), s)))
             .collect();
         Watcher {
             runtime: self.clone(),
@@ -61,7 +60,16 @@ impl Watcher {
             }
         };
         let mut active = self.runtime.snapshot();
-        let before: Vec<_> = active.iter().map(|(s, p)| (s.clone(), p.path().to_path_buf(), p.identity().version.clone())).collect();
+        let before: Vec<_> = active
+            .iter()
+            .map(|(s, p)| {
+                (
+                    s.clone(),
+                    p.path().to_path_buf(),
+                    p.identity().version.clone(),
+                )
+            })
+            .collect();
 
         // Files that disappeared take their source with them.
         self.stamps.retain(|path, _| files.contains(path));
@@ -84,28 +92,52 @@ impl Watcher {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "plugin file refused; the active version stays");
-                    self.runtime.metrics().reloads.with_label_values(&["refused"]).inc();
+                    self.runtime
+                        .metrics()
+                        .reloads
+                        .with_label_values(&["refused"])
+                        .inc();
                     report.refused.push((path, e.to_string()));
                     continue;
                 }
             };
             let source = plugin.identity().source.clone();
             if let Some(owner) = active.get(&source).filter(|o| o.path() != path) {
-                let message = format!("source {source:?} is already served by {}", owner.path().display());
+                let message = format!(
+                    "source {source:?} is already served by {}",
+                    owner.path().display()
+                );
                 tracing::error!(path = %path.display(), "plugin file refused: {message}");
-                self.runtime.metrics().reloads.with_label_values(&["refused"]).inc();
+                self.runtime
+                    .metrics()
+                    .reloads
+                    .with_label_values(&["refused"])
+                    .inc();
                 report.refused.push((path, message));
                 continue;
             }
             // The file may have changed which source it serves.
             active.retain(|s, p| !(p.path() == path && *s != source));
             tracing::info!(plugin = %plugin.identity(), path = %path.display(), "plugin activated");
-            self.runtime.metrics().reloads.with_label_values(&["activated"]).inc();
+            self.runtime
+                .metrics()
+                .reloads
+                .with_label_values(&["activated"])
+                .inc();
             report.activated.push(plugin.identity().clone());
             active.insert(source, plugin);
         }
 
-        let after: Vec<_> = active.iter().map(|(s, p)| (s.clone(), p.path().to_path_buf(), p.identity().version.clone())).collect();
+        let after: Vec<_> = active
+            .iter()
+            .map(|(s, p)| {
+                (
+                    s.clone(),
+                    p.path().to_path_buf(),
+                    p.identity().version.clone(),
+                )
+            })
+            .collect();
         if before != after || !report.activated.is_empty() {
             self.runtime.replace_all(active);
         }
