@@ -115,21 +115,13 @@ impl<'a> Vars<'a> {
         } else {
             Err(ConfigError::new(
                 name,
-                format!(
-                    "{v} is out of range {}..={}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("{v} is out of range {}..={}", range.start(), range.end()),
             ))
         }
     }
 
     /// A duration given in milliseconds.
-    pub fn millis(
-        &self,
-        name: &str,
-        default_ms: u64,
-    ) -> Result<std::time::Duration, ConfigError> {
+    pub fn millis(&self, name: &str, default_ms: u64) -> Result<std::time::Duration, ConfigError> {
         self.parse(name, default_ms)
             .map(std::time::Duration::from_millis)
     }

@@ -51,11 +51,19 @@ pub async fn migrate_with_retry(pool: &PgPool, deadline: Duration) -> Result<(),
 
 /// True for errors that mean "could not talk to the server" rather than
 /// "the server refused the statement".
+/// "The server is starting up / shutting down / out of connections" count as
+/// unreachable too: such a statement is worth retrying as it is.
 pub fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-    )
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// Cheap reachability probe for readiness.

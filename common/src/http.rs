@@ -20,7 +20,10 @@ use tracing::Instrument;
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_router(health: Health, registry: Registry) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(serde_json::json!({"status": "alive"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "alive"})) }),
+        )
         .route("/health/ready", get(ready).with_state(health))
         .route("/metrics", get(metrics).with_state(registry))
 }
@@ -39,7 +42,10 @@ async fn metrics(State(registry): State<Registry>) -> Response {
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&registry.gather(), &mut buf) {
         Ok(()) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
             buf,
         )
             .into_response(),
@@ -97,14 +103,18 @@ struct HttpMetricsInner {
 impl HttpMetrics {
     pub fn new(registry: &Registry, service: &str) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["service", "route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(vec![
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+                ],
+            ),
             &["service", "route"],
         )?;
         let in_flight = IntGaugeVec::new(
@@ -153,9 +163,17 @@ impl HttpMetrics {
     }
 }
 
-/// Adds correlation ids and request metrics to `router`.
+/// Adds correlation ids, request metrics and JSON 404/405 answers to
+/// `router`.
 pub fn instrument(router: Router, metrics: HttpMetrics, correlation_header: HeaderName) -> Router {
     router
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             HttpMetrics::track,

@@ -15,13 +15,21 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
     let id = plugin.identity();
     if !json {
         println!("component: {}", component.display());
-        println!("identity:  name={} version={} source={}", id.name, id.version, id.source);
-        println!("loaded in: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "identity:  name={} version={} source={}",
+            id.name, id.version, id.source
+        );
+        println!(
+            "loaded in: {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
     let mut rejected = 0;
     for sample in samples {
-        let text = std::fs::read_to_string(sample).with_context(|| format!("cannot read {}", sample.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", sample.display()))?;
+        let text = std::fs::read_to_string(sample)
+            .with_context(|| format!("cannot read {}", sample.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", sample.display()))?;
         let events: Vec<String> = match value {
             serde_json::Value::Array(items) => items.iter().map(|v| v.to_string()).collect(),
             other => vec![other.to_string()],
@@ -33,7 +41,10 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
             match r {
                 EventResult::Ok(e) => {
                     if json {
-                        println!("{}", serde_json::json!({"sample": sample, "index": i, "ok": e}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"sample": sample, "index": i, "ok": e})
+                        );
                     } else {
                         println!(
                             "{}[{i}] OK       {} {} {}/{} at {} user={} revenue={} campaign={}",
@@ -42,7 +53,8 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
                             e.source,
                             e.funnel_stage.as_str(),
                             e.event_type,
-                            e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                            e.occurred_at
+                                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                             e.user_id,
                             e.revenue.as_deref().unwrap_or("-"),
                             e.campaign_id.as_deref().unwrap_or("-"),
@@ -52,7 +64,10 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
                 EventResult::Rejected(issues) => {
                     rejected += 1;
                     if json {
-                        println!("{}", serde_json::json!({"sample": sample, "index": i, "rejected": issues}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"sample": sample, "index": i, "rejected": issues})
+                        );
                     } else {
                         println!("{}[{i}] REJECTED", sample.display());
                         for issue in issues {

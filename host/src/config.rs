@@ -102,7 +102,9 @@ impl HostConfig {
         let subject_prefix = vars.string("JETSTREAM_SUBJECT_PREFIX", "events");
         if subject_prefix.is_empty()
             || !subject_prefix.split('.').all(|t| {
-                !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
         {
             return Err(ConfigError::new(
@@ -115,7 +117,11 @@ impl HostConfig {
             role,
             port: vars.parse("PORT", default_port)?,
             metrics_port: vars.optional("METRICS_PORT")?,
-            database_url: database_url(vars, "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/events")?,
+            database_url: database_url(
+                vars,
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/events",
+            )?,
             db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 8, 1..=200)?,
             nats: NatsConfig {
                 url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
@@ -125,23 +131,47 @@ impl HostConfig {
                 stream: stream_name(vars, "JETSTREAM_STREAM", "EVENTS")?,
                 dlq_stream: stream_name(vars, "JETSTREAM_DLQ_STREAM", "DEADLETTERS")?,
                 subject_prefix,
-                duplicate_window: Duration::from_secs(vars.ranged("JETSTREAM_DUPLICATE_WINDOW_SECS", 120, 120..=86_400)?),
+                duplicate_window: Duration::from_secs(vars.ranged(
+                    "JETSTREAM_DUPLICATE_WINDOW_SECS",
+                    120,
+                    120..=86_400,
+                )?),
                 max_bytes: vars.ranged("JETSTREAM_MAX_BYTES", 8 << 30, 1 << 20..=i64::MAX)?,
-                max_age: Duration::from_secs(vars.ranged("JETSTREAM_MAX_AGE_SECS", 7 * 86_400, 60..=365 * 86_400)?),
+                max_age: Duration::from_secs(vars.ranged(
+                    "JETSTREAM_MAX_AGE_SECS",
+                    7 * 86_400,
+                    60..=365 * 86_400,
+                )?),
             },
             plugins: RuntimeConfig {
                 dir: PathBuf::from(vars.string("PLUGINS_DIR", "./dist/plugins")),
                 cache_dir: (cache != "off").then(|| PathBuf::from(cache)),
                 poll_interval: vars.millis("PLUGINS_POLL_INTERVAL_MS", 1000)?,
                 limits: Limits {
-                    max_memory_bytes: vars.ranged::<usize>("PLUGIN_MAX_MEMORY_MB", 256, 16..=4096)? << 20,
-                    call_timeout: Duration::from_millis(vars.ranged("PLUGIN_CALL_TIMEOUT_MS", 5000, 10..=600_000)?),
+                    max_memory_bytes: vars.ranged::<usize>(
+                        "PLUGIN_MAX_MEMORY_MB",
+                        256,
+                        16..=4096,
+                    )? << 20,
+                    call_timeout: Duration::from_millis(vars.ranged(
+                        "PLUGIN_CALL_TIMEOUT_MS",
+                        5000,
+                        10..=600_000,
+                    )?),
                     epoch_tick: Duration::from_millis(10),
                 },
             },
             gateway: GatewayConfig {
-                body_limit_bytes: vars.ranged("GATEWAY_BODY_LIMIT_BYTES", 64 << 20, 1024..=1 << 30)?,
-                publish_concurrency: vars.ranged("GATEWAY_PUBLISH_CONCURRENCY", 4096, 1..=65_536)?,
+                body_limit_bytes: vars.ranged(
+                    "GATEWAY_BODY_LIMIT_BYTES",
+                    64 << 20,
+                    1024..=1 << 30,
+                )?,
+                publish_concurrency: vars.ranged(
+                    "GATEWAY_PUBLISH_CONCURRENCY",
+                    4096,
+                    1..=65_536,
+                )?,
                 publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
                 webhook_secret: vars.raw("WEBHOOK_SECRET"),
@@ -150,7 +180,11 @@ impl HostConfig {
                 sources,
                 batch_size: vars.ranged("COLLECTOR_BATCH_SIZE", 1000, 1..=10_000)?,
                 fetch_wait: vars.millis("COLLECTOR_FETCH_WAIT_MS", 200)?,
-                ack_wait: Duration::from_millis(vars.ranged("COLLECTOR_ACK_WAIT_MS", 30_000, 1000..=3_600_000)?),
+                ack_wait: Duration::from_millis(vars.ranged(
+                    "COLLECTOR_ACK_WAIT_MS",
+                    30_000,
+                    1000..=3_600_000,
+                )?),
                 max_deliver: vars.ranged("COLLECTOR_MAX_DELIVER", 10, 2..=1000)?,
                 max_ack_pending: vars.ranged("COLLECTOR_MAX_ACK_PENDING", 20_000, 1..=1_000_000)?,
                 concurrency: vars.ranged("COLLECTOR_CONCURRENCY", 2, 1..=64)?,
@@ -181,7 +215,10 @@ fn parse_sources(value: &str) -> Result<Sources, ConfigError> {
         return Ok(Sources::All);
     }
     let list: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
-    if let Some(bad) = list.iter().find(|s| !crate::plugins::is_valid_source_name(s)) {
+    if let Some(bad) = list
+        .iter()
+        .find(|s| !crate::plugins::is_valid_source_name(s))
+    {
         return Err(ConfigError::new(
             "COLLECTOR_TYPE",
             format!("{bad:?} is not a source name (^[a-z0-9_-]{{1,32}}$), a comma list of them, or `all`"),
@@ -192,10 +229,15 @@ fn parse_sources(value: &str) -> Result<Sources, ConfigError> {
 
 fn stream_name(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
     let v = vars.string(name, default);
-    if v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         Ok(v)
     } else {
-        Err(ConfigError::new(name, "must contain only letters, digits, '_' or '-'"))
+        Err(ConfigError::new(
+            name,
+            "must contain only letters, digits, '_' or '-'",
+        ))
     }
 }
 
@@ -205,16 +247,37 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(role: Role, pairs: &[(&str, &str)]) -> Result<HostConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         HostConfig::from_vars(role, &Vars::new(&map))
     }
 
     #[test]
     fn ports_follow_the_role_and_source() {
         assert_eq!(config(Role::Gateway, &[]).unwrap().port, 3000);
-        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "facebook")]).unwrap().port, 3001);
-        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "tiktok")]).unwrap().port, 3002);
-        assert_eq!(config(Role::Collector, &[("COLLECTOR_TYPE", "tiktok"), ("PORT", "9")]).unwrap().port, 9);
+        assert_eq!(
+            config(Role::Collector, &[("COLLECTOR_TYPE", "facebook")])
+                .unwrap()
+                .port,
+            3001
+        );
+        assert_eq!(
+            config(Role::Collector, &[("COLLECTOR_TYPE", "tiktok")])
+                .unwrap()
+                .port,
+            3002
+        );
+        assert_eq!(
+            config(
+                Role::Collector,
+                &[("COLLECTOR_TYPE", "tiktok"), ("PORT", "9")]
+            )
+            .unwrap()
+            .port,
+            9
+        );
     }
 
     #[test]
@@ -236,7 +299,14 @@ mod tests {
     #[test]
     fn collector_type_lists() {
         let c = config(Role::Collector, &[("COLLECTOR_TYPE", "facebook, tiktok")]).unwrap();
-        assert_eq!(c.collector.sources, Sources::List(vec!["facebook".into(), "tiktok".into()]));
-        assert!(config(Role::All, &[]).unwrap().collector.sources.includes("anything"));
+        assert_eq!(
+            c.collector.sources,
+            Sources::List(vec!["facebook".into(), "tiktok".into()])
+        );
+        assert!(config(Role::All, &[])
+            .unwrap()
+            .collector
+            .sources
+            .includes("anything"));
     }
 }

@@ -45,7 +45,14 @@ fn main() -> ExitCode {
         Command::Gateway => Role::Gateway,
         Command::Collector => Role::Collector,
         Command::All => Role::All,
-        Command::Plugin { command: PluginCommand::Check { component, samples, json } } => {
+        Command::Plugin {
+            command:
+                PluginCommand::Check {
+                    component,
+                    samples,
+                    json,
+                },
+        } => {
             return match events_host::check::run(&component, &samples, json) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(1),

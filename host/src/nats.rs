@@ -31,14 +31,18 @@ pub async fn connect(cfg: &NatsConfig, health: &Health) -> Result<async_nats::Cl
     let client = async_nats::ConnectOptions::new()
         .name(&cfg.name)
         .max_reconnects(cfg.max_reconnect_attempts)
-        .reconnect_delay_callback(move |attempts| wait.min(Duration::from_millis(100) * attempts.max(1) as u32))
+        .reconnect_delay_callback(move |attempts| {
+            wait.min(Duration::from_millis(100) * attempts.max(1) as u32)
+        })
         .retry_on_initial_connect()
         .event_callback(move |event| {
             let h = h.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => h.set("nats", true),
-                    async_nats::Event::Disconnected | async_nats::Event::Closed => h.set("nats", false),
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        h.set("nats", false)
+                    }
                     other => tracing::warn!(event = %other, "nats event"),
                 }
             }
@@ -119,7 +123,14 @@ pub async fn source_consumer(
     cfg: &CollectorConfig,
     source: &str,
 ) -> Result<consumer::PullConsumer, NatsError> {
-    durable(js, &nats.stream, &format!("collector-{source}"), format!("{}.{source}.>", nats.subject_prefix), cfg).await
+    durable(
+        js,
+        &nats.stream,
+        &format!("collector-{source}"),
+        format!("{}.{source}.>", nats.subject_prefix),
+        cfg,
+    )
+    .await
 }
 
 /// The durable consumer that moves dead letters into PostgreSQL.
@@ -128,7 +139,14 @@ pub async fn dlq_consumer(
     nats: &NatsConfig,
     cfg: &CollectorConfig,
 ) -> Result<consumer::PullConsumer, NatsError> {
-    durable(js, &nats.dlq_stream, "dead-letter-writer", format!("{}_dlq.>", nats.subject_prefix), cfg).await
+    durable(
+        js,
+        &nats.dlq_stream,
+        "dead-letter-writer",
+        format!("{}_dlq.>", nats.subject_prefix),
+        cfg,
+    )
+    .await
 }
 
 async fn durable(
@@ -158,10 +176,22 @@ async fn durable(
 }
 
 /// The subject an accepted event is published on.
-pub fn event_subject(prefix: &str, source: &str, funnel_stage: Option<&str>, event_type: Option<&str>) -> String {
-    let funnel = funnel_stage.filter(|f| matches!(*f, "top" | "bottom")).unwrap_or("_");
+pub fn event_subject(
+    prefix: &str,
+    source: &str,
+    funnel_stage: Option<&str>,
+    event_type: Option<&str>,
+) -> String {
+    let funnel = funnel_stage
+        .filter(|f| matches!(*f, "top" | "bottom"))
+        .unwrap_or("_");
     let kind = event_type
-        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        })
         .map(|t| t.replace('.', "_"))
         .unwrap_or_else(|| "_".to_string());
     format!("{prefix}.{source}.{funnel}.{kind}")
@@ -188,8 +218,19 @@ mod tests {
 
     #[test]
     fn subjects_encode_event_types_as_one_token() {
-        assert_eq!(event_subject("events", "facebook", Some("bottom"), Some("checkout.complete")), "events.facebook.bottom.checkout_complete");
-        assert_eq!(event_subject("events", "tiktok", Some("weird"), Some("a b*>")), "events.tiktok._._");
+        assert_eq!(
+            event_subject(
+                "events",
+                "facebook",
+                Some("bottom"),
+                Some("checkout.complete")
+            ),
+            "events.facebook.bottom.checkout_complete"
+        );
+        assert_eq!(
+            event_subject("events", "tiktok", Some("weird"), Some("a b*>")),
+            "events.tiktok._._"
+        );
         assert_eq!(event_subject("p.q", "x", None, None), "p.q.x._._");
     }
 

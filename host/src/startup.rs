@@ -46,17 +46,27 @@ pub async fn bind_and_build(config: HostConfig) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("cannot listen on PORT {}", config.port))?;
     let metrics_listener = match config.metrics_port {
-        Some(p) => Some(TcpListener::bind(("0.0.0.0", p)).await.with_context(|| format!("cannot listen on METRICS_PORT {p}"))?),
+        Some(p) => Some(
+            TcpListener::bind(("0.0.0.0", p))
+                .await
+                .with_context(|| format!("cannot listen on METRICS_PORT {p}"))?,
+        ),
         None => None,
     };
     build(config, listener, metrics_listener).await
 }
 
-pub async fn build(config: HostConfig, listener: TcpListener, metrics_listener: Option<TcpListener>) -> anyhow::Result<App> {
+pub async fn build(
+    config: HostConfig,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+) -> anyhow::Result<App> {
     let stop = CancellationToken::new();
     let registry = Registry::new();
     #[cfg(target_os = "linux")]
-    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     let health = Health::new();
 
     // Plugins first: a broken plugins directory is a startup error.
@@ -73,16 +83,24 @@ pub async fn build(config: HostConfig, listener: TcpListener, metrics_listener: 
     nats::ensure_streams_with_retry(&js, &config.nats, &stop).await?;
     let probe_js = js.clone();
     let stream_name = config.nats.stream.clone();
-    health.spawn_probe("jetstream", Duration::from_secs(1), stop.clone(), move || {
-        let js = probe_js.clone();
-        let name = stream_name.clone();
-        async move {
-            match js.get_stream(&name).await {
-                Ok(mut s) => s.info().await.is_ok_and(|i| i.config.max_bytes < 0 || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99),
-                Err(_) => false,
+    health.spawn_probe(
+        "jetstream",
+        Duration::from_secs(1),
+        stop.clone(),
+        move || {
+            let js = probe_js.clone();
+            let name = stream_name.clone();
+            async move {
+                match js.get_stream(&name).await {
+                    Ok(mut s) => s.info().await.is_ok_and(|i| {
+                        i.config.max_bytes < 0
+                            || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99
+                    }),
+                    Err(_) => false,
+                }
             }
-        }
-    });
+        },
+    );
 
     let header = HeaderName::from_bytes(config.common.correlation_id_header.as_bytes())?;
     let service = format!("host-{}", role_name(config.role));
@@ -108,10 +126,15 @@ pub async fn build(config: HostConfig, listener: TcpListener, metrics_listener: 
         let p = db::pool(&config.database_url, config.db_max_connections)?;
         db::migrate_with_retry(&p, Duration::from_secs(60)).await?;
         let probe_pool = p.clone();
-        health.spawn_probe("database", Duration::from_secs(1), stop.clone(), move || {
-            let pool = probe_pool.clone();
-            async move { db::ping(&pool).await }
-        });
+        health.spawn_probe(
+            "database",
+            Duration::from_secs(1),
+            stop.clone(),
+            move || {
+                let pool = probe_pool.clone();
+                async move { db::ping(&pool).await }
+            },
+        );
         let collector = Arc::new(Collector {
             js: js.clone(),
             pool: p.clone(),
@@ -132,7 +155,11 @@ pub async fn build(config: HostConfig, listener: TcpListener, metrics_listener: 
     let metrics_server = match metrics_listener {
         Some(l) => {
             metrics_addr = Some(l.local_addr()?);
-            Some(http::serve(l, http::ops_router(health.clone(), registry.clone()), stop.clone()))
+            Some(http::serve(
+                l,
+                http::ops_router(health.clone(), registry.clone()),
+                stop.clone(),
+            ))
         }
         None => None,
     };
@@ -164,7 +191,10 @@ pub async fn build(config: HostConfig, listener: TcpListener, metrics_listener: 
             }
         };
         if tokio::time::timeout(timeout, graceful).await.is_err() {
-            tracing::error!(timeout_ms = timeout.as_millis() as u64, "graceful shutdown timed out");
+            tracing::error!(
+                timeout_ms = timeout.as_millis() as u64,
+                "graceful shutdown timed out"
+            );
         } else {
             tracing::info!("shutdown complete");
         }

@@ -6,7 +6,10 @@ use crate::{
     plugins::{CallError, EventResult, Identity, Plugin},
 };
 use async_nats::jetstream::{message::AckKind, Message};
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 /// A fetched message, unpacked once.
 pub struct Incoming {
@@ -29,14 +32,22 @@ impl Incoming {
             .info()
             .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
             .unwrap_or_default();
-        Self { msg, payload, correlation_id, key }
+        Self {
+            msg,
+            payload,
+            correlation_id,
+            key,
+        }
     }
 }
 
 /// The plugin's verdicts for a batch. A failed call is retried event by
 /// event so that one poisonous event cannot take its neighbours down; an
 /// event that fails alone is dead-lettered with the failure as its reason.
-async fn normalize(plugin: &Arc<Plugin>, batch: &[Incoming]) -> Vec<Result<EventResult, CallError>> {
+async fn normalize(
+    plugin: &Arc<Plugin>,
+    batch: &[Incoming],
+) -> Vec<Result<EventResult, CallError>> {
     let payloads: Vec<String> = batch.iter().map(|m| m.payload.clone()).collect();
     match plugin.normalize_batch(payloads).await {
         Ok(results) => results.into_iter().map(Ok).collect(),
@@ -45,7 +56,10 @@ async fn normalize(plugin: &Arc<Plugin>, batch: &[Incoming]) -> Vec<Result<Event
             let mut out = Vec::with_capacity(batch.len());
             for m in batch {
                 let r = plugin.normalize_batch(vec![m.payload.clone()]).await;
-                out.push(r.and_then(|mut v| v.pop().ok_or_else(|| CallError::BadOutput("no result".into()))));
+                out.push(r.and_then(|mut v| {
+                    v.pop()
+                        .ok_or_else(|| CallError::BadOutput("no result".into()))
+                }));
             }
             out
         }
@@ -66,15 +80,28 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     for (incoming, verdict) in batch.iter().zip(&verdicts) {
         let (stage, reasons) = match verdict {
             Ok(EventResult::Ok(event)) => {
-                rows.push(EventRow { event, plugin: id, correlation_id: incoming.correlation_id.as_deref() });
+                rows.push(EventRow {
+                    event,
+                    plugin: id,
+                    correlation_id: incoming.correlation_id.as_deref(),
+                });
                 continue;
             }
-            Ok(EventResult::Rejected(issues)) => ("plugin", serde_json::to_value(issues).unwrap_or_default()),
-            Err(e) => ("delivery", serde_json::json!([{"field": "$", "message": format!("plugin {} failed on this event ({}): {e}", id, e.kind())}])),
+            Ok(EventResult::Rejected(issues)) => {
+                ("plugin", serde_json::to_value(issues).unwrap_or_default())
+            }
+            Err(e) => (
+                "delivery",
+                serde_json::json!([{"field": "$", "message": format!("plugin {} failed on this event ({}): {e}", id, e.kind())}]),
+            ),
         };
         let event_id = serde_json::from_str::<serde_json::Value>(&incoming.payload)
             .ok()
-            .and_then(|v| v.get("eventId").and_then(|i| i.as_str()).map(str::to_string));
+            .and_then(|v| {
+                v.get("eventId")
+                    .and_then(|i| i.as_str())
+                    .map(str::to_string)
+            });
         dead.push(DeadLetter {
             stage: stage.into(),
             source: Some(source.to_string()),
@@ -91,7 +118,10 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     let Some(inserted) = write(c, source, &batch, &rows, &dead).await else {
         // Shutting down mid-retry: hand the batch back for redelivery.
         for i in &batch {
-            let _ = i.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = i
+                .msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
         return;
     };
@@ -99,23 +129,45 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     let ack_failures = acks.iter().filter(|a| a.is_err()).count();
     if ack_failures > 0 {
         // Committed but not acked: the redelivery is a harmless duplicate.
-        tracing::warn!(source, ack_failures, "acks failed after commit; the events will be redelivered and deduplicated");
+        tracing::warn!(
+            source,
+            ack_failures,
+            "acks failed after commit; the events will be redelivered and deduplicated"
+        );
     }
-    m.processed.with_label_values(&[source]).inc_by(rows.len() as u64);
+    m.processed
+        .with_label_values(&[source])
+        .inc_by(rows.len() as u64);
     m.inserted.with_label_values(&[source]).inc_by(inserted);
-    m.db_duplicates.with_label_values(&[source]).inc_by(rows.len() as u64 - inserted.min(rows.len() as u64));
+    m.db_duplicates
+        .with_label_values(&[source])
+        .inc_by(rows.len() as u64 - inserted.min(rows.len() as u64));
     for d in &dead {
         m.failed.with_label_values(&[source, &d.stage]).inc();
         m.dead_letters.with_label_values(&[&d.stage, source]).inc();
     }
-    m.batch_duration.with_label_values(&[source]).observe(started.elapsed().as_secs_f64());
-    tracing::debug!(source, events = n, inserted, dead = dead.len(), "batch committed");
+    m.batch_duration
+        .with_label_values(&[source])
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        source,
+        events = n,
+        inserted,
+        dead = dead.len(),
+        "batch committed"
+    );
 }
 
 /// Writes rows and dead letters in one transaction, retrying with backoff
 /// (and keeping the messages from redelivery meanwhile) until it commits.
 /// `None` when shutdown interrupted the retries.
-async fn write(c: &Collector, source: &str, batch: &[Incoming], rows: &[EventRow<'_>], dead: &[DeadLetter]) -> Option<u64> {
+async fn write(
+    c: &Collector,
+    source: &str,
+    batch: &[Incoming],
+    rows: &[EventRow<'_>],
+    dead: &[DeadLetter],
+) -> Option<u64> {
     let mut wait = Duration::from_millis(100);
     let mut attempt = 0u32;
     loop {
@@ -131,12 +183,21 @@ async fn write(c: &Collector, source: &str, batch: &[Incoming], rows: &[EventRow
         .await;
         match result {
             Ok(n) => {
-                c.metrics.db_write.with_label_values(&[source]).observe(started.elapsed().as_secs_f64());
+                c.metrics
+                    .db_write
+                    .with_label_values(&[source])
+                    .observe(started.elapsed().as_secs_f64());
                 return Some(n);
             }
             Err(e) if !events_common::db::is_connection_error(&e) && attempt >= 3 => {
                 tracing::error!(source, error = %e, "batch keeps failing on a statement error, writing row by row");
-                return Some(write_row_by_row(c, source, rows, dead).await);
+                match write_row_by_row(c, source, rows, dead).await {
+                    Some(n) => return Some(n),
+                    // The database went away meanwhile: back to retrying.
+                    None => {
+                        tracing::warn!(source, "database unreachable during the row-by-row write")
+                    }
+                }
             }
             Err(e) => {
                 c.metrics.db_retries.with_label_values(&[source]).inc();
@@ -155,7 +216,13 @@ async fn write(c: &Collector, source: &str, batch: &[Incoming], rows: &[EventRow
 
 /// Last resort for a batch a statement error keeps refusing: each row on its
 /// own, a row the database refuses becomes a dead letter with the error.
-async fn write_row_by_row(c: &Collector, source: &str, rows: &[EventRow<'_>], dead: &[DeadLetter]) -> u64 {
+/// `None` when the database became unreachable: nothing may be acked then.
+async fn write_row_by_row(
+    c: &Collector,
+    source: &str,
+    rows: &[EventRow<'_>],
+    dead: &[DeadLetter],
+) -> Option<u64> {
     let mut inserted = 0;
     let mut refused = Vec::new();
     for row in rows {
@@ -168,6 +235,7 @@ async fn write_row_by_row(c: &Collector, source: &str, rows: &[EventRow<'_>], de
         .await;
         match one {
             Ok(n) => inserted += n,
+            Err(e) if events_common::db::is_connection_error(&e) => return None,
             Err(e) => refused.push(DeadLetter {
                 stage: "delivery".into(),
                 source: Some(source.to_string()),
@@ -189,9 +257,13 @@ async fn write_row_by_row(c: &Collector, source: &str, rows: &[EventRow<'_>], de
             tx.commit().await
         }
         .await;
-        if let Err(e) = res {
-            tracing::error!(source, error = %e, raw = %letter.raw, "cannot store dead letter; logged here instead");
+        match res {
+            Ok(_) => {}
+            Err(e) if events_common::db::is_connection_error(&e) => return None,
+            Err(e) => {
+                tracing::error!(source, error = %e, raw = %letter.raw, "database refuses the dead letter; logged here instead")
+            }
         }
     }
-    inserted
+    Some(inserted)
 }

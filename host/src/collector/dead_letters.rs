@@ -1,7 +1,10 @@
 //! Moves dead letters published by the gateway (stream `…_dlq.>`) into the
 //! `dead_letters` table: insert, commit, then ack.
 use super::Collector;
-use crate::{db::{self, DeadLetter}, nats};
+use crate::{
+    db::{self, DeadLetter},
+    nats,
+};
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
 
@@ -17,7 +20,13 @@ pub async fn run(c: Arc<Collector>) {
         }
     };
     while !c.stop.is_cancelled() {
-        let mut messages = match consumer.batch().max_messages(c.cfg.batch_size).expires(Duration::from_millis(500)).messages().await {
+        let mut messages = match consumer
+            .batch()
+            .max_messages(c.cfg.batch_size)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "dead-letter fetch failed");
@@ -71,8 +80,15 @@ pub async fn run(c: Arc<Collector>) {
         }
         futures::future::join_all(batch.iter().map(|m| m.ack())).await;
         for l in &letters {
-            let source = l.source.as_deref().filter(|s| c.plugins.has_source(s)).unwrap_or("unknown");
-            c.metrics.dead_letters.with_label_values(&[&l.stage, source]).inc();
+            let source = l
+                .source
+                .as_deref()
+                .filter(|s| c.plugins.has_source(s))
+                .unwrap_or("unknown");
+            c.metrics
+                .dead_letters
+                .with_label_values(&[&l.stage, source])
+                .inc();
         }
     }
 }

@@ -21,24 +21,74 @@ pub struct CollectorMetrics {
 
 impl CollectorMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let c = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
-        let h = |name: &str, help: &str, buckets: Vec<f64>| HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["collector"]);
+        let c = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let h = |name: &str, help: &str, buckets: Vec<f64>| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets),
+                &["collector"],
+            )
+        };
         let secs = prometheus::exponential_buckets(0.001, 2.0, 14)?;
         let m = Self {
-            accepted: c("collector_events_accepted_total", "Events received from JetStream", &["collector"])?,
-            processed: c("collector_events_processed_total", "Events stored or recognised as duplicates, then acked", &["collector"])?,
-            failed: c("collector_events_failed_total", "Events dead-lettered by the collector", &["collector", "stage"])?,
-            inserted: c("collector_events_inserted_total", "New rows written to the events table", &["collector"])?,
-            db_duplicates: c("collector_events_db_duplicates_total", "Valid events whose event id was already stored", &["collector"])?,
-            batch_size: h("collector_batch_size", "Events per processed batch", prometheus::exponential_buckets(1.0, 2.0, 14)?)?,
-            batch_duration: h("collector_batch_duration_seconds", "Fetch-to-ack time of a batch", secs.clone())?,
-            db_write: h("collector_db_write_duration_seconds", "Insert + commit time of a batch", secs)?,
-            pending: IntGaugeVec::new(
-                Opts::new("collector_consumer_pending", "JetStream consumer lag: messages not yet delivered plus delivered but unacked"),
+            accepted: c(
+                "collector_events_accepted_total",
+                "Events received from JetStream",
                 &["collector"],
             )?,
-            dead_letters: c("dead_letters_total", "Dead letters written, by stage and source", &["stage", "source"])?,
-            db_retries: c("collector_db_retries_total", "Batch writes retried after a database error", &["collector"])?,
+            processed: c(
+                "collector_events_processed_total",
+                "Events stored or recognised as duplicates, then acked",
+                &["collector"],
+            )?,
+            failed: c(
+                "collector_events_failed_total",
+                "Events dead-lettered by the collector",
+                &["collector", "stage"],
+            )?,
+            inserted: c(
+                "collector_events_inserted_total",
+                "New rows written to the events table",
+                &["collector"],
+            )?,
+            db_duplicates: c(
+                "collector_events_db_duplicates_total",
+                "Valid events whose event id was already stored",
+                &["collector"],
+            )?,
+            batch_size: h(
+                "collector_batch_size",
+                "Events per processed batch",
+                prometheus::exponential_buckets(1.0, 2.0, 14)?,
+            )?,
+            batch_duration: h(
+                "collector_batch_duration_seconds",
+                "Fetch-to-ack time of a batch",
+                secs.clone(),
+            )?,
+            db_write: h(
+                "collector_db_write_duration_seconds",
+                "Insert + commit time of a batch",
+                secs,
+            )?,
+            pending: IntGaugeVec::new(
+                Opts::new(
+                    "collector_consumer_pending",
+                    "JetStream consumer lag: messages not yet delivered plus delivered but unacked",
+                ),
+                &["collector"],
+            )?,
+            dead_letters: c(
+                "dead_letters_total",
+                "Dead letters written, by stage and source",
+                &["stage", "source"],
+            )?,
+            db_retries: c(
+                "collector_db_retries_total",
+                "Batch writes retried after a database error",
+                &["collector"],
+            )?,
         };
         registry.register(Box::new(m.accepted.clone()))?;
         registry.register(Box::new(m.processed.clone()))?;

@@ -77,7 +77,9 @@ impl Collector {
     }
 
     async fn run_source(self: Arc<Self>, source: String) {
-        let Some(consumer) = self.consumer(&source).await else { return };
+        let Some(consumer) = self.consumer(&source).await else {
+            return;
+        };
         let mut workers = JoinSet::new();
         for _ in 0..self.cfg.concurrency {
             workers.spawn(self.clone().worker(source.clone(), consumer.clone()));

@@ -18,7 +18,10 @@ pub struct DeadLetter {
 }
 
 /// Inserts dead letters in one statement; returns how many were new.
-pub async fn insert_dead_letters(tx: &mut Transaction<'_, Postgres>, letters: &[DeadLetter]) -> Result<u64, sqlx::Error> {
+pub async fn insert_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    letters: &[DeadLetter],
+) -> Result<u64, sqlx::Error> {
     if letters.is_empty() {
         return Ok(0);
     }

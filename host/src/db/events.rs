@@ -14,7 +14,10 @@ pub struct EventRow<'a> {
 }
 
 /// Inserts the rows; returns how many were new (the rest were duplicates).
-pub async fn insert_events(tx: &mut Transaction<'_, Postgres>, rows: &[EventRow<'_>]) -> Result<u64, sqlx::Error> {
+pub async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[EventRow<'_>],
+) -> Result<u64, sqlx::Error> {
     if rows.is_empty() {
         return Ok(0);
     }

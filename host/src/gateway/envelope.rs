@@ -22,11 +22,14 @@ pub fn split(body: &[u8]) -> Result<Vec<&RawValue>, BodyError> {
     // serde_json does not apply its recursion limit to values it keeps raw,
     // so the depth is checked first, in one cheap pass.
     if let Some(depth) = too_deep(body) {
-        return Err(BodyError::Json(format!("nesting deeper than {MAX_DEPTH} levels (at least {depth})")));
+        return Err(BodyError::Json(format!(
+            "nesting deeper than {MAX_DEPTH} levels (at least {depth})"
+        )));
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
-        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(body).map_err(|e| BodyError::Json(e.to_string())),
+        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(body)
+            .map_err(|e| BodyError::Json(e.to_string())),
         Some(b'{') => serde_json::from_slice::<&RawValue>(body)
             .map(|v| vec![v])
             .map_err(|e| BodyError::Json(e.to_string())),
@@ -99,13 +102,15 @@ fn as_string(raw: Option<&RawValue>) -> Option<String> {
 pub fn check(raw: &RawValue, has_source: impl Fn(&str) -> bool) -> Envelope {
     let mut env = Envelope::default();
     if !raw.get().starts_with('{') {
-        env.reasons.push(("$".into(), "event must be a JSON object".into()));
+        env.reasons
+            .push(("$".into(), "event must be a JSON object".into()));
         return env;
     }
     let fields: Fields = match serde_json::from_str(raw.get()) {
         Ok(f) => f,
         Err(e) => {
-            env.reasons.push(("$".into(), format!("malformed event: {e}")));
+            env.reasons
+                .push(("$".into(), format!("malformed event: {e}")));
             return env;
         }
     };
@@ -115,16 +120,23 @@ pub fn check(raw: &RawValue, has_source: impl Fn(&str) -> bool) -> Envelope {
     env.event_type = as_string(fields.event_type);
     match (&fields.event_id, &env.event_id) {
         (None, _) => env.reasons.push(("eventId".into(), "is required".into())),
-        (Some(_), None) => env.reasons.push(("eventId".into(), "must be a string".into())),
-        (Some(_), Some(id)) if id.is_empty() => env.reasons.push(("eventId".into(), "must not be empty".into())),
+        (Some(_), None) => env
+            .reasons
+            .push(("eventId".into(), "must be a string".into())),
+        (Some(_), Some(id)) if id.is_empty() => env
+            .reasons
+            .push(("eventId".into(), "must not be empty".into())),
         _ => {}
     }
     match (&fields.source, &env.source) {
         (None, _) => env.reasons.push(("source".into(), "is required".into())),
-        (Some(_), None) => env.reasons.push(("source".into(), "must be a string".into())),
-        (Some(_), Some(s)) if !has_source(s) => env
+        (Some(_), None) => env
             .reasons
-            .push(("source".into(), format!("unknown source {s:?}: no plugin is loaded for it"))),
+            .push(("source".into(), "must be a string".into())),
+        (Some(_), Some(s)) if !has_source(s) => env.reasons.push((
+            "source".into(),
+            format!("unknown source {s:?}: no plugin is loaded for it"),
+        )),
         _ => {}
     }
     env
@@ -142,7 +154,10 @@ mod tests {
     fn splits_arrays_and_single_objects_without_copying() {
         let body = br#" [ {"a":1}, {"b":[2]} ] "#;
         let parts = split(body).unwrap();
-        assert_eq!(parts.iter().map(|p| p.get()).collect::<Vec<_>>(), [r#"{"a":1}"#, r#"{"b":[2]}"#]);
+        assert_eq!(
+            parts.iter().map(|p| p.get()).collect::<Vec<_>>(),
+            [r#"{"a":1}"#, r#"{"b":[2]}"#]
+        );
         assert_eq!(split(br#"{"x":1}"#).unwrap().len(), 1);
         assert_eq!(split(b"[]").unwrap().len(), 0);
     }
@@ -158,14 +173,23 @@ mod tests {
         let ok_depth = format!("[{}{}]", "[".repeat(127), "]".repeat(127));
         assert!(split(ok_depth.as_bytes()).is_ok());
         // Brackets inside strings do not count.
-        let in_string = format!(r#"[{{"eventId":"{}\\\"{}"}}]"#, "[".repeat(300), "{".repeat(300));
+        let in_string = format!(
+            r#"[{{"eventId":"{}\\\"{}"}}]"#,
+            "[".repeat(300),
+            "{".repeat(300)
+        );
         assert_eq!(split(in_string.as_bytes()).unwrap().len(), 1);
     }
 
     #[test]
     fn envelope_rules() {
         let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
-        let ok = check(&raw(r#"{"eventId":"fb-1","source":"facebook","eventType":"ad.view","extra":{"deep":[1]}}"#), known);
+        let ok = check(
+            &raw(
+                r#"{"eventId":"fb-1","source":"facebook","eventType":"ad.view","extra":{"deep":[1]}}"#,
+            ),
+            known,
+        );
         assert!(ok.reasons.is_empty());
         assert_eq!(ok.event_id.as_deref(), Some("fb-1"));
         assert_eq!(ok.event_type.as_deref(), Some("ad.view"));
@@ -180,9 +204,18 @@ mod tests {
         ];
         for (json, field) in cases {
             let env = check(&raw(json), known);
-            assert_eq!(env.reasons.first().map(|r| r.0.as_str()), Some(field), "{json}");
+            assert_eq!(
+                env.reasons.first().map(|r| r.0.as_str()),
+                Some(field),
+                "{json}"
+            );
         }
         // An eventType that is not a string is the plugin's business.
-        assert!(check(&raw(r#"{"eventId":"x","source":"facebook","eventType":[1]}"#), known).reasons.is_empty());
+        assert!(check(
+            &raw(r#"{"eventId":"x","source":"facebook","eventType":[1]}"#),
+            known
+        )
+        .reasons
+        .is_empty());
     }
 }

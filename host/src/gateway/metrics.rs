@@ -15,26 +15,41 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let accepted = IntCounterVec::new(
-            Opts::new("gateway_events_accepted_total", "Events acked by JetStream (new)"),
+            Opts::new(
+                "gateway_events_accepted_total",
+                "Events acked by JetStream (new)",
+            ),
             &["source"],
         )?;
         let processed = IntCounterVec::new(
-            Opts::new("gateway_events_processed_total", "Events handled (accepted, rejected or duplicate)"),
+            Opts::new(
+                "gateway_events_processed_total",
+                "Events handled (accepted, rejected or duplicate)",
+            ),
             &["source"],
         )?;
         let failed = IntCounterVec::new(
-            Opts::new("gateway_events_failed_total", "Events rejected at the envelope check or not published"),
+            Opts::new(
+                "gateway_events_failed_total",
+                "Events rejected at the envelope check or not published",
+            ),
             &["source", "reason"],
         )?;
         let duplicates = IntCounterVec::new(
-            Opts::new("gateway_events_duplicate_total", "Exact re-sends dropped by JetStream"),
+            Opts::new(
+                "gateway_events_duplicate_total",
+                "Exact re-sends dropped by JetStream",
+            ),
             &["source"],
         )?;
         let body_bytes = Histogram::with_opts(
             HistogramOpts::new("gateway_request_body_bytes", "Webhook body size")
                 .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
         )?;
-        let auth_failures = IntCounter::new("gateway_webhook_auth_failures_total", "Webhook requests with a bad or missing signature")?;
+        let auth_failures = IntCounter::new(
+            "gateway_webhook_auth_failures_total",
+            "Webhook requests with a bad or missing signature",
+        )?;
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(processed.clone()))?;
         registry.register(Box::new(failed.clone()))?;

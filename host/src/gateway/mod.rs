@@ -80,10 +80,16 @@ async fn webhook(
     if gw.health.is_draining() {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         let ct = ct.to_ascii_lowercase();
         if !(ct.contains("json") || ct.starts_with("text/plain")) {
-            return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("content-type must be application/json, got {ct:?}"));
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content-type must be application/json, got {ct:?}"),
+            );
         }
     }
     let limit = gw.cfg.body_limit_bytes;
@@ -92,7 +98,10 @@ async fn webhook(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {limit}-byte limit"));
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds the {limit}-byte limit"),
+        );
     }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -100,7 +109,10 @@ async fn webhook(
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return if too_large {
-                json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {limit}-byte limit"))
+                json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds the {limit}-byte limit"),
+                )
             } else {
                 json_error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
             };
@@ -110,7 +122,10 @@ async fn webhook(
     if let Some(secret) = &gw.cfg.webhook_secret {
         if !auth::verify(secret, &headers, &bytes) {
             gw.metrics.auth_failures.inc();
-            return json_error(StatusCode::UNAUTHORIZED, format!("missing or bad webhook signature ({SIGNATURE_HEADER} or bearer token)"));
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or bad webhook signature ({SIGNATURE_HEADER} or bearer token)"),
+            );
         }
     }
 
@@ -120,12 +135,23 @@ async fn webhook(
     let checked = match tokio::task::spawn_blocking(move || check_body(&body, &plugins)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("body check failed: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("body check failed: {e}"),
+            )
+        }
     };
     let total = checked.len();
     match publish_checked(&gw, &bytes, checked, &cid.0).await {
         Ok(resp) => {
-            tracing::info!(events = total, accepted = resp.accepted, rejected = resp.rejected, duplicates = resp.duplicates, "webhook handled");
+            tracing::info!(
+                events = total,
+                accepted = resp.accepted,
+                rejected = resp.rejected,
+                duplicates = resp.duplicates,
+                "webhook handled"
+            );
             (StatusCode::OK, Json(resp)).into_response()
         }
         Err(failed) => {
@@ -157,22 +183,43 @@ fn check_body(body: &Bytes, plugins: &PluginRuntime) -> Result<Vec<Checked>, env
 
 /// Publishes accepted events and dead letters; `Err(n)` when `n` publishes
 /// were not acked.
-async fn publish_checked(gw: &Gateway, body: &Bytes, checked: Vec<Checked>, cid: &str) -> Result<WebhookResponse, usize> {
+async fn publish_checked(
+    gw: &Gateway,
+    body: &Bytes,
+    checked: Vec<Checked>,
+    cid: &str,
+) -> Result<WebhookResponse, usize> {
     let mut outgoing = Vec::with_capacity(checked.len());
     let mut rejected = Vec::new();
     let mut labels = Vec::with_capacity(checked.len());
     for (index, Checked { range, mut env }) in checked.into_iter().enumerate() {
         if env.reasons.is_empty() && range.len() > gw.max_event_bytes {
-            env.reasons.push(("$".into(), format!("event is {} bytes, more than the {}-byte limit", range.len(), gw.max_event_bytes)));
+            env.reasons.push((
+                "$".into(),
+                format!(
+                    "event is {} bytes, more than the {}-byte limit",
+                    range.len(),
+                    gw.max_event_bytes
+                ),
+            ));
         }
-        let source = env.source.clone().filter(|_| env.reasons.iter().all(|r| r.0 != "source")).unwrap_or_else(|| "unknown".into());
+        let source = env
+            .source
+            .clone()
+            .filter(|_| env.reasons.iter().all(|r| r.0 != "source"))
+            .unwrap_or_else(|| "unknown".into());
         labels.push(source.clone());
         let payload = body.slice(range);
         if env.reasons.is_empty() {
             let event_id = env.event_id.as_deref().unwrap_or_default();
             outgoing.push(Outgoing {
                 index,
-                subject: nats::event_subject(&gw.nats.subject_prefix, &source, env.funnel_stage.as_deref(), env.event_type.as_deref()),
+                subject: nats::event_subject(
+                    &gw.nats.subject_prefix,
+                    &source,
+                    env.funnel_stage.as_deref(),
+                    env.event_type.as_deref(),
+                ),
                 msg_id: nats::message_id(event_id, &payload),
                 payload,
             });
@@ -237,7 +284,11 @@ async fn publish_checked(gw: &Gateway, body: &Bytes, checked: Vec<Checked>, cid:
         .map(|(index, env, _)| ErrorEntry {
             index,
             event_id: env.event_id,
-            reasons: env.reasons.iter().map(|(f, m)| format!("{f}: {m}")).collect(),
+            reasons: env
+                .reasons
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect(),
         })
         .collect();
     Ok(WebhookResponse {

@@ -39,7 +39,10 @@ pub async fn publish_all(
                 .message_id(&item.msg_id)
                 .header(CORRELATION_HEADER, correlation_id);
             let result = async {
-                let ack_future = js.send_publish(item.subject, msg).await.map_err(|e| e.to_string())?;
+                let ack_future = js
+                    .send_publish(item.subject, msg)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 match tokio::time::timeout(timeout, ack_future).await {
                     Err(_) => Err("timed out waiting for the JetStream ack".to_string()),
                     Ok(Err(e)) => Err(e.to_string()),

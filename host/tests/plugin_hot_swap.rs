@@ -1,0 +1,311 @@
+//! Hot swap and pickup through the watcher, under load: replacing a plugin
+//! (atomically or in place) never fails a call, new sources are picked up
+//! and announced, broken or conflicting files are refused while the old
+//! version keeps serving, removal unloads; plus the compiled-artifact cache.
+mod common;
+
+use common::plugins::{
+    chaos_ok_batch, runtime_in, runtime_with, test_limits, test_wasm, tiktok_wasm, PluginDir,
+};
+use events_host::plugins::{EventResult, PluginRuntime, RuntimeConfig};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+use tokio_util::sync::CancellationToken;
+
+fn version(runtime: &PluginRuntime, source: &str) -> String {
+    let plugin = runtime
+        .get(source)
+        .unwrap_or_else(|| panic!("{source} not active"));
+    plugin.identity().version.clone()
+}
+
+/// A dir with chaos-v1 as `chaos.wasm`, loaded.
+fn chaos_dir() -> (PluginDir, PluginRuntime) {
+    let dir = PluginDir::new();
+    dir.install(&test_wasm("chaos-v1"), "chaos.wasm");
+    let (runtime, _) = runtime_in(dir.path(), test_limits());
+    runtime.load_dir().expect("load chaos-v1");
+    assert_eq!(version(&runtime, "chaos"), "1.0.0");
+    (dir, runtime)
+}
+
+/// Calls `chaos` in a loop until stopped; every call must succeed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(usize, Vec<String>, BTreeSet<String>)>,
+}
+
+struct LoadReport {
+    calls: usize,
+    failures: Vec<String>,
+    versions: BTreeSet<String>,
+}
+
+impl Load {
+    fn start(runtime: &PluginRuntime) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, runtime) = (stop.clone(), runtime.clone());
+        let handle = std::thread::spawn(move || {
+            let batch = chaos_ok_batch(20);
+            let (mut calls, mut failures, mut versions) = (0, Vec::new(), BTreeSet::new());
+            while !flag.load(Ordering::Relaxed) {
+                let Some(plugin) = runtime.get("chaos") else {
+                    failures.push("chaos not active".to_owned());
+                    break;
+                };
+                calls += 1;
+                versions.insert(plugin.identity().version.clone());
+                match plugin.normalize_batch_blocking(&batch) {
+                    Ok(out) if out.iter().all(|r| matches!(r, EventResult::Ok(_))) => {}
+                    Ok(out) => failures.push(format!("unexpected results {out:?}")),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (calls, failures, versions)
+        });
+        Self { stop, handle }
+    }
+
+    fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let (calls, failures, versions) = self.handle.join().expect("load thread");
+        LoadReport {
+            calls,
+            failures,
+            versions,
+        }
+    }
+}
+
+/// `calls` more calls from this thread, while the load thread keeps going.
+fn let_it_run(runtime: &PluginRuntime, calls: usize) {
+    let plugin = runtime.get("chaos").unwrap();
+    for _ in 0..calls {
+        plugin
+            .normalize_batch_blocking(&chaos_ok_batch(5))
+            .expect("main-thread call");
+    }
+}
+
+#[test]
+fn replacing_under_load_fails_no_call() {
+    let (dir, runtime) = chaos_dir();
+    let mut watcher = runtime.watcher();
+    assert!(watcher.scan().activated.is_empty(), "nothing changed yet");
+    let load = Load::start(&runtime);
+    let_it_run(&runtime, 5);
+
+    // atomic replacement: write a temp file, rename it over
+    dir.replace_atomically(&test_wasm("chaos-v2"), "chaos.wasm");
+    let report = watcher.scan();
+    assert_eq!(report.activated.len(), 1, "{report:?}");
+    assert_eq!(version(&runtime, "chaos"), "2.0.0");
+    let_it_run(&runtime, 5);
+
+    // in-place overwrite of the same path (back to v1)
+    std::fs::copy(test_wasm("chaos-v1"), dir.file("chaos.wasm")).unwrap();
+    let report = watcher.scan();
+    assert_eq!(report.activated.len(), 1, "{report:?}");
+    assert_eq!(version(&runtime, "chaos"), "1.0.0");
+    let_it_run(&runtime, 5);
+
+    dir.replace_atomically(&test_wasm("chaos-v2"), "chaos.wasm");
+    assert_eq!(watcher.scan().activated.len(), 1);
+    let_it_run(&runtime, 5);
+
+    let r = load.finish();
+    assert_eq!(r.failures, Vec::<String>::new(), "{} calls", r.calls);
+    assert!(r.calls > 0);
+    assert!(r.versions.contains("2.0.0"), "{:?}", r.versions);
+    assert_eq!(version(&runtime, "chaos"), "2.0.0");
+    assert_eq!(runtime.sources(), ["chaos"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_watcher_swaps_under_load() {
+    let (dir, runtime) = chaos_dir();
+    let stop = CancellationToken::new();
+    let watching = runtime.watcher().spawn(stop.clone());
+    let load = Load::start(&runtime);
+    let mut sources = runtime.subscribe();
+
+    dir.replace_atomically(&test_wasm("chaos-v2"), "chaos.wasm");
+    dir.install(&tiktok_wasm(), "tiktok.wasm");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(runtime.has_source("tiktok") && version(&runtime, "chaos") == "2.0.0") {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not pick the changes up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(5), sources.wait_for(|s| s.len() == 2))
+        .await
+        .expect("subscribers are told")
+        .expect("sender alive")
+        .clone();
+    assert_eq!(seen, ["chaos", "tiktok"]);
+    let_it_run(&runtime, 5);
+
+    stop.cancel();
+    watching.await.expect("watcher task");
+    let r = load.finish();
+    assert_eq!(r.failures, Vec::<String>::new(), "{} calls", r.calls);
+    assert!(r.versions.contains("2.0.0"), "{:?}", r.versions);
+}
+
+#[test]
+fn a_new_source_is_picked_up_and_announced() {
+    let (dir, runtime) = chaos_dir();
+    let mut watcher = runtime.watcher();
+    let mut rx = runtime.subscribe();
+    assert_eq!(*rx.borrow_and_update(), ["chaos"]);
+
+    dir.install(&tiktok_wasm(), "tiktok.wasm");
+    let report = watcher.scan();
+    let activated: Vec<_> = report.activated.iter().map(|i| i.source.as_str()).collect();
+    assert_eq!(activated, ["tiktok"]);
+    assert_eq!(runtime.sources(), ["chaos", "tiktok"]);
+    assert!(rx.has_changed().unwrap(), "subscribers are told");
+    assert_eq!(*rx.borrow_and_update(), ["chaos", "tiktok"]);
+    assert_eq!(
+        version(&runtime, "chaos"),
+        "1.0.0",
+        "the others are untouched"
+    );
+    assert_eq!(
+        watcher.scan(),
+        Default::default(),
+        "a second scan changes nothing"
+    );
+}
+
+#[test]
+fn a_broken_replacement_is_refused_and_the_old_version_stays() {
+    let (dir, runtime) = chaos_dir();
+    let mut watcher = runtime.watcher();
+    let load = Load::start(&runtime);
+    let garbage = dir.file("garbage");
+    std::fs::write(&garbage, b"this is not a webassembly component").unwrap();
+    dir.replace_atomically(&garbage, "chaos.wasm");
+
+    let report = watcher.scan();
+    assert!(report.activated.is_empty(), "{report:?}");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].0, dir.file("chaos.wasm"));
+    assert_eq!(version(&runtime, "chaos"), "1.0.0");
+    let_it_run(&runtime, 5);
+    assert_eq!(
+        watcher.scan(),
+        Default::default(),
+        "refused once, not on every scan"
+    );
+
+    // fixing the file activates it
+    dir.replace_atomically(&test_wasm("chaos-v2"), "chaos.wasm");
+    assert_eq!(watcher.scan().activated.len(), 1);
+    assert_eq!(version(&runtime, "chaos"), "2.0.0");
+    let r = load.finish();
+    assert_eq!(r.failures, Vec::<String>::new(), "{} calls", r.calls);
+}
+
+#[test]
+fn a_second_file_for_a_served_source_is_refused() {
+    let (dir, runtime) = chaos_dir();
+    let mut watcher = runtime.watcher();
+    let mut rx = runtime.subscribe();
+    rx.borrow_and_update();
+    let impostor = dir.install(&test_wasm("chaos-v2"), "another-chaos.wasm");
+
+    let report = watcher.scan();
+    assert!(report.activated.is_empty(), "{report:?}");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    let (path, why) = &report.refused[0];
+    assert_eq!(path, &impostor);
+    assert!(
+        why.contains("already served") && why.contains("chaos.wasm"),
+        "{why}"
+    );
+    let active = runtime.get("chaos").unwrap();
+    assert_eq!(active.path(), dir.file("chaos.wasm"));
+    assert_eq!(active.identity().version, "1.0.0");
+    assert!(!rx.has_changed().unwrap());
+}
+
+#[test]
+fn removing_a_file_unloads_its_source() {
+    let (dir, runtime) = chaos_dir();
+    dir.install(&tiktok_wasm(), "tiktok.wasm");
+    let mut watcher = runtime.watcher();
+    assert_eq!(watcher.scan().activated.len(), 1);
+    let mut rx = runtime.subscribe();
+    rx.borrow_and_update();
+    let in_flight = runtime.get("chaos").unwrap();
+
+    std::fs::remove_file(dir.file("chaos.wasm")).unwrap();
+    let report = watcher.scan();
+    assert_eq!(report.removed, ["chaos"]);
+    assert!(runtime.get("chaos").is_none());
+    assert_eq!(runtime.sources(), ["tiktok"]);
+    assert_eq!(*rx.borrow_and_update(), ["tiktok"]);
+    // a caller holding the old plugin finishes its work
+    let out = in_flight.normalize_batch_blocking(&chaos_ok_batch(3));
+    assert_eq!(out.expect("in-flight plugin still callable").len(), 3);
+
+    // and dropping it back in brings the source back
+    dir.install(&test_wasm("chaos-v2"), "chaos.wasm");
+    assert_eq!(watcher.scan().activated.len(), 1);
+    assert_eq!(version(&runtime, "chaos"), "2.0.0");
+}
+
+#[test]
+fn the_compiled_cache_serves_a_second_runtime() {
+    let dir = PluginDir::new();
+    let path = dir.install(&test_wasm("chaos-v1"), "chaos.wasm");
+    let cache = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().join("compiled")),
+        limits: test_limits(),
+        ..RuntimeConfig::for_dir(dir.path())
+    };
+    let (first, _) = runtime_with(config.clone());
+    assert!(
+        !first.load_file(&path).unwrap().from_cache,
+        "compiled the first time"
+    );
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path().join("compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "one artifact: {artifacts:?}");
+
+    let (second, _) = runtime_with(config.clone());
+    second.load_dir().unwrap();
+    let plugin = second.get("chaos").unwrap();
+    assert!(plugin.from_cache, "the second runtime uses the artifact");
+    let out = plugin.normalize_batch_blocking(&chaos_ok_batch(4)).unwrap();
+    assert!(out.iter().all(|r| matches!(r, EventResult::Ok(_))));
+
+    // a damaged artifact is recompiled, not trusted
+    std::fs::write(&artifacts[0], b"garbage").unwrap();
+    let (third, _) = runtime_with(config);
+    let plugin = third.load_file(&path).unwrap();
+    assert!(!plugin.from_cache);
+    let out = plugin.normalize_batch_blocking(&chaos_ok_batch(2));
+    assert_eq!(out.unwrap().len(), 2);
+    let still = second.get("chaos").unwrap();
+    assert_eq!(
+        still
+            .normalize_batch_blocking(&chaos_ok_batch(2))
+            .unwrap()
+            .len(),
+        2
+    );
+}
