@@ -5,5 +5,6 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod names;
 pub mod shutdown;
 pub mod telemetry;

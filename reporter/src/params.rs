@@ -194,11 +194,7 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 
 /// `source`: `^[a-z0-9_-]{1,32}$`, the rule plugins' sources follow.
 pub fn source(value: &str) -> Result<String, String> {
-    let ok = (1..=32).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if events_common::names::is_valid_source_name(value) {
         Ok(value.to_string())
     } else {
         Err("must match ^[a-z0-9_-]{1,32}$".to_string())

@@ -87,13 +87,7 @@ pub enum EventResult {
     Rejected(Vec<Issue>),
 }
 
-/// True when `s` is a valid source name: `^[a-z0-9_-]{1,32}$`.
-pub fn is_valid_source_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
+pub use events_common::names::is_valid_source_name;
 
 /// True when `s` is an exact decimal amount: `^[0-9]+(\.[0-9]{1,2})?$`.
 pub fn is_valid_amount(s: &str) -> bool {
