@@ -39,26 +39,7 @@ pub fn identity() -> Identity {
     }
 }
 
-/// Validates and normalizes one event (JSON text). `Err` lists every issue found.
-pub fn normalize(raw: &str) -> EventResult {
-    normalize_fields(raw).map(|mut e| {
-        e.raw = raw.to_owned();
-        e
-    })
-}
-
-/// Like [`normalize`], moving `raw` into the result instead of copying it.
-pub fn normalize_owned(raw: String) -> EventResult {
-    normalize_fields(&raw).map(|mut e| {
-        e.raw = raw;
-        e
-    })
-}
-
-/// One result per input, in order.
-pub fn normalize_batch(events: &[String]) -> Vec<EventResult> {
-    events.iter().map(|e| normalize(e)).collect()
-}
+events_plugin_kit::native_api!(normalize_fields);
 
 /// Everything but `raw` (left empty for the caller to fill).
 fn normalize_fields(raw: &str) -> EventResult {

@@ -94,6 +94,35 @@ impl Issue {
 /// WIT `event-result`: `Ok` = normalized, `Err` = every reason the event is invalid (non-empty).
 pub type EventResult = Result<NormalizedEvent, Vec<Issue>>;
 
+/// Generates a plugin's native API from `fields: fn(&str) -> EventResult` (which leaves
+/// `raw` empty): `normalize(&str)`, `normalize_owned(String)` (moves `raw` in, no copy; what
+/// the component uses) and `normalize_batch(&[String])`, so every plugin fills `raw` alike.
+#[macro_export]
+macro_rules! native_api {
+    ($fields:path) => {
+        /// Validates and normalizes one event (JSON text). `Err` lists every issue found.
+        pub fn normalize(raw: &str) -> $crate::EventResult {
+            $fields(raw).map(|mut e| {
+                e.raw = raw.to_owned();
+                e
+            })
+        }
+
+        /// Like [`normalize`], moving `raw` into the result instead of copying it.
+        pub fn normalize_owned(raw: String) -> $crate::EventResult {
+            $fields(&raw).map(|mut e| {
+                e.raw = raw;
+                e
+            })
+        }
+
+        /// One result per input, in order.
+        pub fn normalize_batch(events: &[String]) -> Vec<$crate::EventResult> {
+            events.iter().map(|e| normalize(e)).collect()
+        }
+    };
+}
+
 /// Implements the WIT world `source-plugin` for the calling crate. Invoke it inside a
 /// `#[cfg(target_arch = "wasm32")] mod component;` of a crate that depends on `wit-bindgen`
 /// (as a wasm32-only dependency):

@@ -45,26 +45,9 @@ pub fn identity() -> Identity {
     }
 }
 
-/// Validates and normalizes one event.
-pub fn normalize(raw: &str) -> EventResult {
-    normalize_fields(raw).map(|mut e| {
-        e.raw = raw.to_owned();
-        e
-    })
-}
-
-/// Same, taking ownership of the text (used by the component: no copy of `raw`).
-pub fn normalize_owned(raw: String) -> EventResult {
-    normalize_fields(&raw).map(|mut e| {
-        e.raw = raw;
-        e
-    })
-}
-
-/// One result per input, in order.
-pub fn normalize_batch(events: &[String]) -> Vec<EventResult> {
-    events.iter().map(|e| normalize(e)).collect()
-}
+// `normalize`, `normalize_owned` (what the component calls) and `normalize_batch`: the kit
+// wraps `normalize_fields` below and fills `raw` with the untouched input.
+events_plugin_kit::native_api!(normalize_fields);
 
 fn normalize_fields(raw: &str) -> EventResult {
     // Parse once (zero-copy); invalid JSON or a non-object is reported on field `$`.
