@@ -27,10 +27,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-native" \
   cargo clippy --manifest-path plugins/Cargo.toml --workspace --all-targets --locked -- -D warnings
 
+# Both test runs are logged so the script can end with one total line.
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+
 step "plugins: native unit tests"
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/plugins-native" \
-  cargo test --manifest-path plugins/Cargo.toml --workspace --locked
+  cargo test --manifest-path plugins/Cargo.toml --workspace --locked 2>&1 | tee -a "$LOG"
 
 step "workspace: build binaries, then every test"
 cargo build --workspace --bins --locked
-DEPLOY_E2E_REQUIRED=1 cargo test --workspace --locked
+DEPLOY_E2E_REQUIRED=1 cargo test --workspace --locked 2>&1 | tee -a "$LOG"
+
+# cargo's last line is often an empty doc-test run; say what ran in total.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$LOG"
