@@ -61,6 +61,10 @@ pub struct GatewayConfig {
     /// Error entries returned in a response (counts stay exact).
     pub max_errors: usize,
     pub webhook_secret: Option<String>,
+    /// Request bodies held at once (read, parsed or publishing); requests
+    /// beyond it wait before their body is read, bounding memory under
+    /// overlapping 25 MB POSTs.
+    pub max_inflight_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +179,11 @@ impl HostConfig {
                 publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
                 webhook_secret: vars.raw("WEBHOOK_SECRET"),
+                max_inflight_bytes: vars.ranged(
+                    "GATEWAY_MAX_INFLIGHT_BYTES",
+                    128 << 20,
+                    1 << 20..=16 << 30,
+                )?,
             },
             collector: CollectorConfig {
                 sources,

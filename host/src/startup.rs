@@ -116,6 +116,7 @@ pub async fn build(
             metrics: GatewayMetrics::new(&registry)?,
             health: health.clone(),
             max_event_bytes: max_payload.saturating_sub(4096).max(1024),
+            inflight: Gateway::inflight_budget(&config.gateway),
         };
         router = router.merge(gateway::router(Arc::new(gw)));
     }

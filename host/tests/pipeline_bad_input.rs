@@ -331,3 +331,35 @@ async fn webhook_secret_requires_a_valid_signature() {
     );
     no_5xx_and_ready(&h).await;
 }
+
+/// With an in-flight budget smaller than one body, overlapping POSTs queue
+/// for room instead of failing: every one gets its 200 with exact counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_posts_wait_for_the_inflight_budget() {
+    let p = Pipeline::shared("bad_budget").await;
+    let h = p
+        .start(
+            "gateway",
+            "gateway",
+            &[("GATEWAY_MAX_INFLIGHT_BYTES", "1048576")],
+        )
+        .await;
+    let event = |i: usize| json!({"eventId": format!("x-{i}"), "source": "facebook", "pad": "p".repeat(2000)});
+    let body = |k: usize| {
+        serde_json::to_vec(&(0..800).map(|i| event(k * 1000 + i)).collect::<Vec<_>>()).unwrap()
+    };
+    assert!(
+        body(0).len() > 1 << 20,
+        "each body must exceed the 1 MiB budget"
+    );
+    let posts = (0..6).map(|k| json_post(&p, &h, body(k)));
+    for (k, (status, v)) in futures::future::join_all(posts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(status, 200, "POST {k}: {v}");
+        assert_eq!(counts(&v), (800, 0, 0), "POST {k}: {v}");
+    }
+    no_5xx_and_ready(&h).await;
+}

@@ -41,7 +41,20 @@ pub struct Gateway {
     pub health: Health,
     /// Largest message NATS takes (minus room for headers).
     pub max_event_bytes: usize,
+    /// Body bytes in flight, in MiB permits (`GATEWAY_MAX_INFLIGHT_BYTES`).
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
+
+impl Gateway {
+    /// The in-flight budget for `cfg`, in MiB permits.
+    pub fn inflight_budget(cfg: &GatewayConfig) -> Arc<tokio::sync::Semaphore> {
+        Arc::new(tokio::sync::Semaphore::new(
+            cfg.max_inflight_bytes.div_ceil(MIB),
+        ))
+    }
+}
+
+const MIB: usize = 1 << 20;
 
 #[derive(Debug, serde::Serialize)]
 pub struct WebhookResponse {
@@ -98,11 +111,24 @@ async fn webhook(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
+        // Read and discard the upload (up to twice the limit) so the client
+        // gets its 413 rather than a connection reset halfway through.
+        discard(body, limit.saturating_mul(2)).await;
         return json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body exceeds the {limit}-byte limit"),
         );
     }
+    // Wait for room before reading the body: overlapping POSTs queue here
+    // (their bytes stay in the socket) instead of piling up in memory. A body
+    // of unknown length reserves the limit; nothing reserves more than all.
+    let units = declared
+        .unwrap_or(limit)
+        .div_ceil(MIB)
+        .clamp(1, gw.cfg.max_inflight_bytes.div_ceil(MIB));
+    let Ok(_permit) = gw.inflight.acquire_many(units as u32).await else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
@@ -161,6 +187,17 @@ async fn webhook(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("event store unavailable: {failed} of {total} events were not acknowledged; retry later"),
             )
+        }
+    }
+}
+
+async fn discard(mut body: Body, max: usize) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while seen <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
         }
     }
 }
