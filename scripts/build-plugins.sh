@@ -9,6 +9,8 @@
 #   DIR/test-plugins/chaos-v2.wasm (CHAOS_VERSION=2.0.0)
 #   DIR/test-plugins/chaos-claims-facebook.wasm (CHAOS_SOURCE=facebook)
 #   DIR/test-plugins/template.wasm                              the template, proven to build
+#   DIR/test-plugins/legacy-v0.1.wasm                           WIT 0.1.0 plugin (source legacy)
+#                                                               echoing a tampered raw
 #
 # Toolchain: rustup's wasm32-wasip2 target when installed; otherwise the offline Debian route
 # (shared/wasm-toolchain.md): /usr/bin/rustc 1.96 + rust-web-src, -Z build-std, wasm-ld-22.
@@ -22,7 +24,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) [[ $# -ge 2 ]] || { echo "error: --out needs a directory" >&2; exit 2; }; OUT="$2"; shift 2 ;;
     --out=*) OUT="${1#--out=}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "error: unknown argument: $1 (usage: $0 [--out DIR])" >&2; exit 2 ;;
   esac
 done
@@ -87,11 +89,12 @@ install_component() {
 # change; clear them so the first build gets the defaults whatever the caller's environment.
 unset CHAOS_SOURCE CHAOS_VERSION
 cd "$REPO/plugins"
-log "building facebook, tiktok, template, chaos (release, $TRIPLE)..."
-cargo_wasm -p facebook-plugin -p tiktok-plugin -p template-plugin -p chaos-plugin
+log "building facebook, tiktok, template, legacy, chaos (release, $TRIPLE)..."
+cargo_wasm -p facebook-plugin -p tiktok-plugin -p template-plugin -p legacy-plugin -p chaos-plugin
 install_component facebook_plugin "$OUT/plugins/facebook.wasm"
 install_component tiktok_plugin "$OUT/plugins/tiktok.wasm"
 install_component template_plugin "$OUT/test-plugins/template.wasm"
+install_component legacy_plugin "$OUT/test-plugins/legacy-v0.1.wasm"
 
 log "building chaos variants..."
 CHAOS_VERSION=1.0.0 cargo_wasm -p chaos-plugin

@@ -251,11 +251,11 @@ fn all_issues_are_collected() {
 
 #[test]
 fn batch_keeps_order_and_is_deterministic() {
-    let batch = vec![
+    let texts = [
         top("ad.view").to_string(),
-        "{}".to_owned(),
         bottom("checkout.complete").to_string(),
     ];
+    let batch = [texts[0].as_str(), "{}", texts[1].as_str()];
     let a = normalize_batch(&batch);
     assert_eq!(a.len(), 3);
     assert!(a[0].is_ok() && a[1].is_err() && a[2].is_ok());

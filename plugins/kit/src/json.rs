@@ -79,9 +79,30 @@ impl<'a> Object<'a> {
         self.members
             .iter()
             .rev()
-            .find(|(k, _)| k.as_ref() == key)
+            .find(|(k, _)| short_eq(k, key))
             .map(|(_, v)| v)
     }
+}
+
+/// `a == b` for the short strings of the hot path (object keys, enum values), compared inline:
+/// lengths first, then 8 bytes at a time. On wasm32 `==` on slices calls the out-of-line
+/// `memcmp` even for a 6-byte key, which showed up in guest profiles.
+#[inline]
+pub(crate) fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut chunks_a = a.chunks_exact(8);
+    let mut chunks_b = b.chunks_exact(8);
+    for (x, y) in (&mut chunks_a).zip(&mut chunks_b) {
+        let word = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if word(x) != word(y) {
+            return false;
+        }
+    }
+    let (ra, rb) = (chunks_a.remainder(), chunks_b.remainder());
+    ra.iter().zip(rb).all(|(x, y)| x == y)
 }
 
 impl Value<'_> {
@@ -237,6 +258,31 @@ mod tests {
             Some(Value::String(Cow::Borrowed("plain")))
         ));
         assert_eq!(o.get("bA"), Some(&Value::String("esc\"aped".into())));
+    }
+
+    #[test]
+    fn short_eq_is_string_equality() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "eventId",
+            "eventIe",
+            "funnelStage",
+            "funnelStagf",
+            "clickPosition",
+            "clickPositioN",
+            "é",
+            "e\u{301}",
+            "percentageWatched",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

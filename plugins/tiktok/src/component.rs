@@ -2,5 +2,5 @@
 events_plugin_kit::export_source_plugin! {
     wit_path: "../../wit",
     identity: crate::identity,
-    normalize: crate::normalize_owned,
+    normalize: crate::normalize,
 }

@@ -1,9 +1,10 @@
 //! The TikTok source plugin: validates events of `source: "tiktok"` exactly as
 //! `shared/spec/events.md` says and maps them to the canonical [`NormalizedEvent`].
 //!
-//! Native API (tests, host-side benchmarks): [`identity`], [`normalize`], [`normalize_owned`],
+//! Native API (tests, host-side benchmarks): [`identity`], [`normalize`] and
 //! [`normalize_batch`]. The wasm component (built by `scripts/build-plugins.sh`) exports the
-//! same logic through the WIT world `source-plugin`.
+//! same logic through the WIT world `source-plugin` (`marketing:events@0.2.0`: no `raw` echo,
+//! the host stores the bytes it sent).
 
 use events_plugin_kit::{
     Demographics, EventResult, EventTypes, FunnelStage, Identity, NormalizedEvent, Validator,
@@ -35,10 +36,14 @@ pub fn identity() -> Identity {
     }
 }
 
-events_plugin_kit::native_api!(normalize_fields);
+/// Validates and normalizes a batch: exactly one result per input, in order. Takes borrowed
+/// slices so a caller (the host's benchmark) can pass its buffers without copying.
+pub fn normalize_batch(events: &[&str]) -> Vec<EventResult> {
+    events.iter().map(|e| normalize(e)).collect()
+}
 
-/// Everything but `raw` (left empty for the caller to fill).
-fn normalize_fields(raw: &str) -> EventResult {
+/// Validates and normalizes one event (JSON text). `Err` lists every issue found.
+pub fn normalize(raw: &str) -> EventResult {
     let root = Validator::parse_root(raw)?;
     let mut v = Validator::new();
     let env = v.envelope(&root, SOURCE, &EVENT_TYPES);
@@ -116,6 +121,5 @@ fn normalize_fields(raw: &str) -> EventResult {
             followers: Some(followers),
             device: device.map(str::to_owned),
         },
-        raw: String::new(),
     })
 }

@@ -50,7 +50,7 @@ pub fn ok(doc: &Value) -> NormalizedEvent {
 /// The fields of the issues of an invalid event.
 pub fn rejected(doc: &Value) -> Vec<String> {
     match normalize(&doc.to_string()) {
-        Ok(e) => panic!("accepted: {}", e.raw),
+        Ok(e) => panic!("accepted: {doc}\n{e:?}"),
         Err(issues) => {
             assert!(!issues.is_empty());
             issues.into_iter().map(|i| i.field).collect()

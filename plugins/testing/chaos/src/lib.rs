@@ -13,7 +13,8 @@
 //!   2 000 000 000 nanoseconds (both invalid).
 //!
 //! Otherwise `{"eventId":"x","mode":"ok"}` → ok (source = identity source, event type `test`,
-//! funnel top, timestamp 0, user `u`, raw = input); any other mode → rejected on field `mode`.
+//! funnel top, timestamp 0, user `u`); any other mode → rejected on field `mode`. (Under WIT
+//! 0.1.0 an ok event also echoed `raw` = input; 0.2.0 has no echo, the host stores what it sent.)
 
 use std::hint::black_box;
 
@@ -56,32 +57,33 @@ pub enum Plan {
     BadOutput,
 }
 
-fn mode_of(raw: &str) -> Option<String> {
+/// The hostile plan an event asks for, if any.
+fn hostile_plan(raw: &str) -> Option<Plan> {
     let root = Validator::parse_root(raw).ok()?;
-    match root.get("mode") {
-        Some(Value::String(s)) => Some(s.to_string()),
+    let Some(Value::String(mode)) = root.get("mode") else {
+        return None;
+    };
+    match mode.as_ref() {
+        "spin" => Some(Plan::Spin),
+        "alloc" => Some(Plan::Alloc),
+        "panic" => Some(Plan::Panic),
+        "wrong-count" => Some(Plan::WrongCount),
+        "bad-output" => Some(Plan::BadOutput),
         _ => None,
     }
 }
 
 /// The plan for a batch: the first hostile mode found, else `Normal`.
-pub fn plan(events: &[String]) -> Plan {
+pub fn plan(events: &[&str]) -> Plan {
     events
         .iter()
-        .find_map(|e| match mode_of(e).as_deref() {
-            Some("spin") => Some(Plan::Spin),
-            Some("alloc") => Some(Plan::Alloc),
-            Some("panic") => Some(Plan::Panic),
-            Some("wrong-count") => Some(Plan::WrongCount),
-            Some("bad-output") => Some(Plan::BadOutput),
-            _ => None,
-        })
+        .find_map(|e| hostile_plan(e))
         .unwrap_or(Plan::Normal)
 }
 
 /// The well-behaved path: `mode: "ok"` → ok event, anything else → rejected on `mode`.
-pub fn normalize_owned(raw: String) -> EventResult {
-    let root = Validator::parse_root(&raw)?;
+pub fn normalize(raw: &str) -> EventResult {
+    let root = Validator::parse_root(raw)?;
     let event_id = match root.get("eventId") {
         Some(Value::String(s)) => s.to_string(),
         _ => "x".to_owned(),
@@ -96,11 +98,10 @@ pub fn normalize_owned(raw: String) -> EventResult {
             )]);
         }
     }
-    drop(root);
-    Ok(event(event_id, SOURCE, Timestamp::default(), raw))
+    Ok(event(event_id, SOURCE, Timestamp::default()))
 }
 
-fn event(event_id: String, source: &str, occurred_at: Timestamp, raw: String) -> NormalizedEvent {
+fn event(event_id: String, source: &str, occurred_at: Timestamp) -> NormalizedEvent {
     NormalizedEvent {
         event_id,
         source: source.to_owned(),
@@ -111,30 +112,29 @@ fn event(event_id: String, source: &str, occurred_at: Timestamp, raw: String) ->
         revenue: None,
         campaign_id: None,
         demographics: Demographics::default(),
-        raw,
     }
 }
 
 /// The batch entry point (the component's `normalize-batch`).
-pub fn run(events: Vec<String>) -> Vec<EventResult> {
-    match plan(&events) {
-        Plan::Normal => events.into_iter().map(normalize_owned).collect(),
+pub fn run(events: &[&str]) -> Vec<EventResult> {
+    match plan(events) {
+        Plan::Normal => events.iter().map(|e| normalize(e)).collect(),
         Plan::Spin => spin(),
         Plan::Alloc => hoard(),
         Plan::Panic => panic!("chaos plugin: panic requested"),
         Plan::WrongCount => {
-            let mut out: Vec<EventResult> = events.into_iter().map(normalize_owned).collect();
+            let mut out: Vec<EventResult> = events.iter().map(|e| normalize(e)).collect();
             out.pop();
             out
         }
         Plan::BadOutput => events
-            .into_iter()
-            .map(|raw| {
+            .iter()
+            .map(|_| {
                 let bad = Timestamp {
                     seconds: 0,
                     nanoseconds: 2_000_000_000,
                 };
-                Ok(event("bad".to_owned(), "not-chaos", bad, raw))
+                Ok(event("bad".to_owned(), "not-chaos", bad))
             })
             .collect(),
     }
@@ -167,6 +167,18 @@ mod tests {
             .collect()
     }
 
+    fn run_modes(modes: &[&str]) -> Vec<EventResult> {
+        let texts = batch(modes);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        run(&refs)
+    }
+
+    fn plan_of(modes: &[&str]) -> Plan {
+        let texts = batch(modes);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        plan(&refs)
+    }
+
     #[test]
     fn identity_defaults() {
         let id = identity();
@@ -176,31 +188,29 @@ mod tests {
 
     #[test]
     fn plans() {
-        assert_eq!(plan(&batch(&["ok", "reject"])), Plan::Normal);
-        assert_eq!(plan(&batch(&["ok", "spin"])), Plan::Spin);
-        assert_eq!(plan(&batch(&["alloc", "panic"])), Plan::Alloc);
-        assert_eq!(plan(&batch(&["ok", "panic"])), Plan::Panic);
-        assert_eq!(plan(&batch(&["wrong-count"])), Plan::WrongCount);
-        assert_eq!(plan(&batch(&["bad-output", "ok"])), Plan::BadOutput);
-        assert_eq!(plan(&["not json".to_owned()]), Plan::Normal);
+        assert_eq!(plan_of(&["ok", "reject"]), Plan::Normal);
+        assert_eq!(plan_of(&["ok", "spin"]), Plan::Spin);
+        assert_eq!(plan_of(&["alloc", "panic"]), Plan::Alloc);
+        assert_eq!(plan_of(&["ok", "panic"]), Plan::Panic);
+        assert_eq!(plan_of(&["wrong-count"]), Plan::WrongCount);
+        assert_eq!(plan_of(&["bad-output", "ok"]), Plan::BadOutput);
+        assert_eq!(plan(&["not json"]), Plan::Normal);
     }
 
     #[test]
     fn normal_mode() {
-        let input = batch(&["ok", "reject"]);
-        let out = run(input.clone());
+        let out = run_modes(&["ok", "reject"]);
         let ok = out[0].as_ref().unwrap();
         assert_eq!((ok.event_id.as_str(), ok.source.as_str()), ("e-ok", SOURCE));
         assert_eq!((ok.event_type.as_str(), ok.user_id.as_str()), ("test", "u"));
         assert_eq!(ok.occurred_at, Timestamp::default());
-        assert_eq!(ok.raw, input[0]);
         assert_eq!(out[1].as_ref().unwrap_err()[0].field, "mode");
     }
 
     #[test]
     fn lying_modes() {
-        assert_eq!(run(batch(&["ok", "ok", "wrong-count"])).len(), 2);
-        let out = run(batch(&["ok", "bad-output"]));
+        assert_eq!(run_modes(&["ok", "ok", "wrong-count"]).len(), 2);
+        let out = run_modes(&["ok", "bad-output"]);
         assert_eq!(out.len(), 2);
         let e = out[0].as_ref().unwrap();
         assert_eq!(
