@@ -119,14 +119,18 @@ fn wasm_pass(plugins: &[(Arc<Plugin>, &Vec<String>)], batch: usize) -> usize {
 
 fn native_pass(fb: &[String], tt: &[String], batch: usize) -> usize {
     let mut ok = 0;
+    // Borrowed slices, as the host passes them to a component.
+    fn texts(chunk: &[String]) -> Vec<&str> {
+        chunk.iter().map(String::as_str).collect()
+    }
     for chunk in fb.chunks(batch) {
-        ok += facebook_plugin::normalize_batch(chunk)
+        ok += facebook_plugin::normalize_batch(&texts(chunk))
             .iter()
             .filter(|r| r.is_ok())
             .count();
     }
     for chunk in tt.chunks(batch) {
-        ok += tiktok_plugin::normalize_batch(chunk)
+        ok += tiktok_plugin::normalize_batch(&texts(chunk))
             .iter()
             .filter(|r| r.is_ok())
             .count();

@@ -16,8 +16,11 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
     if !json {
         println!("component: {}", component.display());
         println!(
-            "identity:  name={} version={} source={}",
-            id.name, id.version, id.source
+            "identity:  name={} version={} source={} (contract marketing:events@{})",
+            id.name,
+            id.version,
+            id.source,
+            plugin.contract_version()
         );
         println!(
             "loaded in: {:.1} ms",

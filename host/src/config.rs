@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub body_limit_bytes: usize,
     /// In-flight JetStream publishes per request.
     pub publish_concurrency: usize,
+    /// Events per JetStream message (slice), at most.
+    pub slice_events: usize,
     pub publish_timeout: Duration,
     /// Error entries returned in a response (counts stay exact).
     pub max_errors: usize,
@@ -176,6 +178,7 @@ impl HostConfig {
                     4096,
                     1..=65_536,
                 )?,
+                slice_events: vars.ranged("GATEWAY_SLICE_EVENTS", 1000, 1..=100_000)?,
                 publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
                 webhook_secret: vars.raw("WEBHOOK_SECRET"),

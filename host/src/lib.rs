@@ -11,3 +11,4 @@ pub mod gateway;
 pub mod nats;
 pub mod plugins;
 pub mod startup;
+pub mod wire;

@@ -1,12 +1,11 @@
 //! NATS JetStream: connection, idempotent stream/consumer setup, subjects and
 //! message ids.
 //!
-//! Subjects: `<prefix>.<source>.<funnel>.<event type token>`, e.g.
-//! `events.facebook.bottom.checkout_complete`. Collectors filter on
-//! `<prefix>.<source>.>`; the tail is for operators (`nats sub
-//! 'events.*.bottom.>'`). Event types contain dots, which are subject
-//! separators, so they are encoded as one token; anything not a safe token
-//! (the envelope check does not validate event types) becomes `_`.
+//! Subjects: the gateway publishes slices of one source's events (see
+//! [`crate::wire`]) on `<prefix>.<source>.batch`. Collectors filter on
+//! `<prefix>.<source>.>`, which also matches the per-event subjects
+//! (`<prefix>.<source>.<funnel>.<type>`) earlier versions wrote, so a backlog
+//! left by them is still consumed.
 use crate::config::{CollectorConfig, NatsConfig};
 use async_nats::jetstream::{self, consumer, stream};
 use events_common::health::Health;
@@ -175,32 +174,14 @@ async fn durable(
         .map_err(|e| NatsError::Setup(format!("consumer {name}: {e}")))
 }
 
-/// The subject an accepted event is published on.
-pub fn event_subject(
-    prefix: &str,
-    source: &str,
-    funnel_stage: Option<&str>,
-    event_type: Option<&str>,
-) -> String {
-    let funnel = funnel_stage
-        .filter(|f| matches!(*f, "top" | "bottom"))
-        .unwrap_or("_");
-    let kind = event_type
-        .filter(|t| {
-            !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-        })
-        .map(|t| t.replace('.', "_"))
-        .unwrap_or_else(|| "_".to_string());
-    format!("{prefix}.{source}.{funnel}.{kind}")
+/// The subject a slice of `source`'s events is published on.
+pub fn slice_subject(prefix: &str, source: &str) -> String {
+    format!("{prefix}.{source}.batch")
 }
 
-/// `Nats-Msg-Id`: the event id plus a hash of the event's exact bytes. An
-/// exact re-send is dropped by JetStream; a different body with the same id
-/// (e.g. a corrupted variant) is not, so it can never suppress the valid one.
-/// The database's UNIQUE(event_id) stays the semantic dedup.
+/// `Nats-Msg-Id` of a one-event message (a gateway dead letter; earlier
+/// versions' events): a label plus a hash of the exact bytes, so an exact
+/// re-send is dropped by JetStream and different bytes never are.
 pub fn message_id(event_id: &str, bytes: &[u8]) -> String {
     let hash = xxhash_rust::xxh3::xxh3_128(bytes);
     // NATS header values must not contain CR/LF; ids are bounded and escaped.
@@ -217,21 +198,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subjects_encode_event_types_as_one_token() {
-        assert_eq!(
-            event_subject(
-                "events",
-                "facebook",
-                Some("bottom"),
-                Some("checkout.complete")
-            ),
-            "events.facebook.bottom.checkout_complete"
-        );
-        assert_eq!(
-            event_subject("events", "tiktok", Some("weird"), Some("a b*>")),
-            "events.tiktok._._"
-        );
-        assert_eq!(event_subject("p.q", "x", None, None), "p.q.x._._");
+    fn slice_subjects_match_the_collector_filter() {
+        assert_eq!(slice_subject("events", "facebook"), "events.facebook.batch");
     }
 
     #[test]

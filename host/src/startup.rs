@@ -115,7 +115,10 @@ pub async fn build(
             nats: config.nats.clone(),
             metrics: GatewayMetrics::new(&registry)?,
             health: health.clone(),
-            max_event_bytes: max_payload.saturating_sub(4096).max(1024),
+            // A slice stays under the server's max_payload with room for
+            // headers; one event must fit in a slice alone.
+            max_event_bytes: max_payload.saturating_sub(4096).max(1024)
+                - crate::wire::FRAME_OVERHEAD,
             inflight: Gateway::inflight_budget(&config.gateway),
         };
         router = router.merge(gateway::router(Arc::new(gw)));

@@ -6,11 +6,12 @@ mod common;
 
 use common::{
     pipeline::{
-        post, spawn_load, wait_until, Host, LoadResult, LoadSpec, Pipeline, SHARED_NATS, SHARED_PG,
+        expected_counts, held_post, post, spawn_load, wait_until, Host, Ledger, LoadResult,
+        LoadSpec, Pipeline, SHARED_NATS, SHARED_PG,
     },
     services::{NatsServer, Postgres},
 };
-use events_publisher::GeneratorConfig;
+use events_publisher::{Batch, Generator, GeneratorConfig};
 use std::time::{Duration, Instant};
 
 fn spec(
@@ -155,8 +156,10 @@ async fn postgres_down_for_20_seconds_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_and_two_collectors_for_one_source_split_the_work() {
     let p = Pipeline::shared("fault_split").await;
-    let gw1 = p.start("gateway-1", "gateway", &[]).await;
-    let gw2 = p.start("gateway-2", "gateway", &[]).await;
+    // Small slices: many messages, so both replicas certainly fetch some.
+    let small = [("GATEWAY_SLICE_EVENTS", "10")];
+    let gw1 = p.start("gateway-1", "gateway", &small).await;
+    let gw2 = p.start("gateway-2", "gateway", &small).await;
     let fb1 = p
         .start(
             "collector-facebook-1",
@@ -306,19 +309,90 @@ async fn wait_in_flight(h: &Host, n: f64) {
     .await;
 }
 
-/// Four big POSTs at once, so that a SIGTERM finds them in flight.
-fn big_posts(seed: u64, target: String) -> LoadSpec {
-    LoadSpec {
-        batches: 4,
-        batch_size: 3000,
-        concurrency: 4,
-        ..spec(seed, 0, 0, 0, vec![target])
+/// Four big POSTs held half-sent, so that a SIGTERM certainly finds them in
+/// flight; `release` lets their bodies finish.
+struct HeldPosts {
+    batches: Vec<Batch>,
+    handles: Vec<tokio::task::JoinHandle<std::io::Result<(u16, serde_json::Value)>>>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldPosts {
+    fn start(seed: u64, url: &str) -> Self {
+        let mut generator = Generator::new(spec(seed, 0, 0, 0, vec![]).gen);
+        let batches: Vec<Batch> = (0..4).map(|_| generator.next_batch(3000)).collect();
+        let (release, rx) = tokio::sync::watch::channel(false);
+        let handles = batches
+            .iter()
+            .map(|b| held_post(url, b.body(), rx.clone()))
+            .collect();
+        Self {
+            batches,
+            handles,
+            release,
+        }
     }
+
+    /// Lets the bodies finish; checks every answer is the exact 200 and
+    /// returns the ledger of the four requests.
+    async fn finish(self) -> Ledger {
+        let _ = self.release.send(true);
+        let mut ledger = Ledger::default();
+        for (handle, batch) in self.handles.into_iter().zip(self.batches) {
+            let (status, reply) = handle.await.unwrap().unwrap();
+            assert_eq!(status, 200, "{reply}");
+            let (a, r, d) = expected_counts(&batch);
+            assert_eq!(
+                (
+                    reply["accepted"].as_u64(),
+                    reply["rejected"].as_u64(),
+                    reply["duplicates"].as_u64()
+                ),
+                (Some(a as u64), Some(r as u64), Some(d as u64)),
+                "{reply}"
+            );
+            ledger.record(&[(batch, true)]);
+        }
+        ledger
+    }
+}
+
+/// SIGTERM while four requests are in flight: waits until the host stops
+/// taking new requests, lets the held bodies finish, and checks the host
+/// answered them all before exiting cleanly.
+async fn sigterm_with_held_posts(h: &mut Host, posts: HeldPosts) -> Ledger {
+    wait_in_flight(h, 4.0).await;
+    h.sigterm();
+    let ready = h.url("/health/ready");
+    let http = reqwest::Client::new();
+    wait_until(
+        "the host to start draining",
+        Duration::from_secs(30),
+        || async {
+            match http.get(&ready).send().await {
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .map_or(true, |v| v["ready"] != true),
+                Err(_) => true,
+            }
+        },
+    )
+    .await;
+    let ledger = posts.finish().await;
+    wait_exit(h).await;
+    ledger
 }
 
 async fn sigterm_and_wait(h: &mut Host) -> Instant {
     let at = Instant::now();
     h.sigterm();
+    wait_exit(h).await;
+    at
+}
+
+/// Waits for a clean exit after a SIGTERM.
+async fn wait_exit(h: &mut Host) {
     let status = h.exited(Duration::from_secs(30)).await;
     assert!(
         status.success(),
@@ -332,7 +406,6 @@ async fn sigterm_and_wait(h: &mut Host) -> Instant {
         h.label,
         h.logs()
     );
-    at
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,15 +413,8 @@ async fn gateway_sigterm_completes_in_flight_requests() {
     let p = Pipeline::shared("term_gateway").await;
     let mut gw = p.start("gateway", "gateway", &[]).await;
     let _col = p.start("collector", "collector", &[]).await;
-    let load = spawn_load(p.http.clone(), big_posts(21, gw.url("/webhook")));
-    wait_in_flight(&gw, 4.0).await;
-    let at = sigterm_and_wait(&mut gw).await;
-    let load = load.await.unwrap();
-    all_ok(&load);
-    assert!(
-        load.posts.iter().all(|p| p.ended > at),
-        "all four were in flight at the SIGTERM"
-    );
+    let posts = HeldPosts::start(21, &gw.url("/webhook"));
+    let held = sigterm_with_held_posts(&mut gw, posts).await;
     assert!(
         post(&p.http, &gw.url("/webhook"), b"[]".to_vec(), &[])
             .await
@@ -361,7 +427,7 @@ async fn gateway_sigterm_completes_in_flight_requests() {
         .await
         .unwrap();
     all_ok(&more);
-    let mut ledger = load.ledger;
+    let mut ledger = held;
     ledger.merge(more.ledger);
     p.settle(&ledger, Duration::from_secs(60)).await;
     ledger.check(&p.db.pool).await;
@@ -414,11 +480,8 @@ async fn all_in_one_sigterm_finishes_requests_and_batches() {
     .await
     .unwrap();
     all_ok(&first);
-    let load = spawn_load(p.http.clone(), big_posts(25, host.url("/webhook")));
-    wait_in_flight(&host, 4.0).await;
-    sigterm_and_wait(&mut host).await;
-    let load = load.await.unwrap();
-    all_ok(&load);
+    let posts = HeldPosts::start(25, &host.url("/webhook"));
+    let held = sigterm_with_held_posts(&mut host, posts).await;
     assert_eq!(
         unacked(&p).await,
         0,
@@ -426,7 +489,7 @@ async fn all_in_one_sigterm_finishes_requests_and_batches() {
     );
     host.restart().await;
     let mut ledger = first.ledger;
-    ledger.merge(load.ledger);
+    ledger.merge(held);
     p.settle(&ledger, Duration::from_secs(60)).await;
     ledger.check(&p.db.pool).await;
 }

@@ -39,6 +39,8 @@ fn chaos_dir() -> (PluginDir, PluginRuntime) {
 /// Calls `chaos` in a loop until stopped; every call must succeed.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Versions the load thread has called so far.
+    seen: Arc<std::sync::Mutex<BTreeSet<String>>>,
     handle: JoinHandle<(usize, Vec<String>, BTreeSet<String>)>,
 }
 
@@ -51,7 +53,8 @@ struct LoadReport {
 impl Load {
     fn start(runtime: &PluginRuntime) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, runtime) = (stop.clone(), runtime.clone());
+        let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let (flag, runtime, seen_by_thread) = (stop.clone(), runtime.clone(), seen.clone());
         let handle = std::thread::spawn(move || {
             let batch = chaos_ok_batch(20);
             let (mut calls, mut failures, mut versions) = (0, Vec::new(), BTreeSet::new());
@@ -62,6 +65,9 @@ impl Load {
                 };
                 calls += 1;
                 versions.insert(plugin.identity().version.clone());
+                if let Ok(mut seen) = seen_by_thread.lock() {
+                    seen.insert(plugin.identity().version.clone());
+                }
                 match plugin.normalize_batch_blocking(&batch) {
                     Ok(out) if out.iter().all(|r| matches!(r, EventResult::Ok(_))) => {}
                     Ok(out) => failures.push(format!("unexpected results {out:?}")),
@@ -70,7 +76,17 @@ impl Load {
             }
             (calls, failures, versions)
         });
-        Self { stop, handle }
+        Self { stop, seen, handle }
+    }
+
+    /// Waits (generously: the thread's pace is not ours) until the load
+    /// thread has called `version`.
+    async fn wait_for_version(&self, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.seen.lock().unwrap().contains(version) {
+            assert!(Instant::now() < deadline, "the load never called {version}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn finish(self) -> LoadReport {
@@ -153,6 +169,7 @@ async fn spawned_watcher_swaps_under_load() {
         .clone();
     assert_eq!(seen, ["chaos", "tiktok"]);
     let_it_run(&runtime, 5);
+    load.wait_for_version("2.0.0").await;
 
     stop.cancel();
     watching.await.expect("watcher task");

@@ -205,12 +205,19 @@ async fn async_calls_fail_the_same_way() {
     let s = setup();
     let chaos_plugin = s.runtime.get("chaos").unwrap();
     let err = chaos_plugin
-        .normalize_batch(vec![chaos("panic", 0)])
+        .normalize_batch(vec![chaos("panic", 0).into()])
         .await
         .expect_err("panic");
     assert_eq!(err.kind(), "panic");
-    let out = chaos_plugin.normalize_batch(chaos_ok_batch(10)).await;
+    let batch = chaos_ok_batch(10).into_iter().map(Into::into).collect();
+    let out = chaos_plugin.normalize_batch(batch).await;
     assert_eq!(out.expect("ok call").len(), 10);
+    // Bytes that are not UTF-8 never reach the guest.
+    let err = chaos_plugin
+        .normalize_batch(vec![bytes::Bytes::from_static(b"{\"a\":\"\xff\"}")])
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!(err.kind(), "input");
 }
 
 #[test]

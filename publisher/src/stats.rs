@@ -89,7 +89,11 @@ pub struct Summary {
     pub accepted: u64,
     /// Sum of the gateway's `rejected`.
     pub rejected: u64,
-    /// Sum of the gateway's `duplicates`.
+    /// Sum of the gateway's `duplicates`: events of identical bodies sent
+    /// again within JetStream's duplicate window. An event re-sent inside
+    /// another request counts as `accepted` (the database drops it), so
+    /// `accepted` = `sent_valid_unique` + `sent_duplicates` when no body is
+    /// sent twice.
     pub duplicates: u64,
     /// 2xx answers whose body was not `{"accepted":..}` JSON.
     pub replies_without_counts: u64,

@@ -1,61 +1,134 @@
-//! One batch: plugin once, one transaction, commit, then ack.
+//! One batch: the events of a few fetched slices, plugin once, one
+//! transaction, commit, then ack every message.
 use super::{Collector, Metrics};
 use crate::{
     db::{self, DeadLetter, EventRow},
     nats::CORRELATION_HEADER,
     plugins::{CallError, EventResult, Identity, Plugin},
+    wire::{self, FramingError, COUNT_HEADER},
 };
 use async_nats::jetstream::{message::AckKind, Message};
+use bytes::Bytes;
 use std::{
+    ops::Range,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-/// A fetched message, unpacked once.
+/// A fetched message, split into its events once.
 pub struct Incoming {
     pub msg: Message,
-    pub payload: String,
     pub correlation_id: Option<String>,
-    /// `stream:sequence`: identifies the stored message across redeliveries.
-    pub key: String,
+    /// The message's `Nats-Msg-Id` (a hash of the payload when it has none):
+    /// names its dead letters, `<id>:<index in the slice>`, so a redelivery
+    /// or an identical re-send is not recorded twice, and a re-created
+    /// stream cannot make a new dead letter collide with an old one.
+    pub msg_id: String,
+    /// Where each event's bytes are in the payload, or why it cannot be split.
+    pub events: Result<Vec<Range<usize>>, FramingError>,
 }
 
 impl Incoming {
     pub fn new(msg: Message) -> Self {
-        let payload = String::from_utf8_lossy(&msg.payload).into_owned();
-        let correlation_id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(CORRELATION_HEADER))
-            .map(|v| v.as_str().to_string());
-        let key = msg
-            .info()
-            .map(|i| format!("{}:{}", i.stream, i.stream_sequence))
-            .unwrap_or_default();
+        let header = |name: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        let correlation_id = header(CORRELATION_HEADER);
+        let msg_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+            .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&msg.payload)));
+        // No count header: one event per message, as earlier versions wrote.
+        let events = wire::split(&msg.payload, header(COUNT_HEADER).as_deref());
         Self {
             msg,
-            payload,
             correlation_id,
-            key,
+            msg_id,
+            events,
+        }
+    }
+
+    /// Events in this message (a corrupt slice counts as one).
+    pub fn len(&self) -> usize {
+        self.events.as_ref().map_or(1, Vec::len)
+    }
+}
+
+/// One event of the batch: its bytes and where it came from.
+struct Event<'a> {
+    from: &'a Incoming,
+    index: usize,
+    bytes: Bytes,
+}
+
+impl Event<'_> {
+    fn dead_letter(&self, source: &str, stage: &str, reasons: serde_json::Value) -> DeadLetter {
+        let raw = String::from_utf8_lossy(&self.bytes).into_owned();
+        DeadLetter {
+            stage: stage.into(),
+            source: Some(source.to_string()),
+            event_id: event_id_of(&raw),
+            reasons,
+            raw,
+            plugin_name: None,
+            plugin_version: None,
+            correlation_id: self.from.correlation_id.clone(),
+            dedup_key: Some(format!("{}:{}", self.from.msg_id, self.index)),
         }
     }
 }
 
-/// The plugin's verdicts for a batch. A failed call is retried event by
+fn event_id_of(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        #[serde(rename = "eventId")]
+        event_id: Option<String>,
+    }
+    serde_json::from_str::<Id>(raw)
+        .ok()
+        .and_then(|i| i.event_id)
+}
+
+/// Splits the batch into events. Corrupt slices become one dead letter
+/// each, kept whole (hex-encoded: the framing is binary) so nothing is lost.
+fn unpack<'a>(source: &str, batch: &'a [Incoming]) -> (Vec<Event<'a>>, Vec<DeadLetter>) {
+    let mut events = Vec::with_capacity(batch.iter().map(Incoming::len).sum());
+    let mut dead = Vec::new();
+    for m in batch {
+        match &m.events {
+            Ok(ranges) => events.extend(ranges.iter().enumerate().map(|(index, r)| Event {
+                from: m,
+                index,
+                bytes: m.msg.payload.slice(r.clone()),
+            })),
+            Err(e) => dead.push(DeadLetter {
+                stage: "delivery".into(),
+                source: Some(source.to_string()),
+                event_id: None,
+                reasons: serde_json::json!([{"field": "$", "message": format!("slice cannot be split: {e}; kept whole, hex-encoded")}]),
+                raw: format!("hex:{}", hex::encode(&m.msg.payload)),
+                plugin_name: None,
+                plugin_version: None,
+                correlation_id: m.correlation_id.clone(),
+                dedup_key: Some(format!("{}:slice", m.msg_id)),
+            }),
+        }
+    }
+    (events, dead)
+}
+
+/// The plugin's verdicts for the events. A failed call is retried event by
 /// event so that one poisonous event cannot take its neighbours down; an
 /// event that fails alone is dead-lettered with the failure as its reason.
-async fn normalize(
-    plugin: &Arc<Plugin>,
-    batch: &[Incoming],
-) -> Vec<Result<EventResult, CallError>> {
-    let payloads: Vec<String> = batch.iter().map(|m| m.payload.clone()).collect();
-    match plugin.normalize_batch(payloads).await {
+async fn normalize(plugin: &Arc<Plugin>, events: &[Bytes]) -> Vec<Result<EventResult, CallError>> {
+    match plugin.normalize_batch(events.to_vec()).await {
         Ok(results) => results.into_iter().map(Ok).collect(),
         Err(e) => {
-            tracing::warn!(plugin = %plugin.identity(), error = %e, events = batch.len(), "batch call failed, retrying event by event");
-            let mut out = Vec::with_capacity(batch.len());
-            for m in batch {
-                let r = plugin.normalize_batch(vec![m.payload.clone()]).await;
+            tracing::warn!(plugin = %plugin.identity(), error = %e, events = events.len(), "batch call failed, retrying event by event");
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                let r = plugin.normalize_batch(vec![event.clone()]).await;
                 out.push(r.and_then(|mut v| {
                     v.pop()
                         .ok_or_else(|| CallError::BadOutput("no result".into()))
@@ -69,21 +142,35 @@ async fn normalize(
 pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Vec<Incoming>) {
     let started = Instant::now();
     let m: &Metrics = &c.metrics;
-    let n = batch.len();
+    let (events, mut dead) = unpack(source, &batch);
+    let n = events.len() + dead.len();
     m.accepted.with_label_values(&[source]).inc_by(n as u64);
     m.batch_size.with_label_values(&[source]).observe(n as f64);
 
-    let verdicts = normalize(&plugin, &batch).await;
+    // Not UTF-8 (only a hand-made message can be): no plugin can read it.
+    let (texts, not_text): (Vec<&Event>, Vec<&Event>) = events
+        .iter()
+        .partition(|e| std::str::from_utf8(&e.bytes).is_ok());
+    dead.extend(not_text.iter().map(|e| {
+        e.dead_letter(
+            source,
+            "delivery",
+            serde_json::json!([{"field": "$", "message": "event is not valid UTF-8"}]),
+        )
+    }));
+    let bytes: Vec<Bytes> = texts.iter().map(|e| e.bytes.clone()).collect();
+    let verdicts = normalize(&plugin, &bytes).await;
     let id: &Identity = plugin.identity();
-    let mut rows = Vec::with_capacity(n);
-    let mut dead = Vec::new();
-    for (incoming, verdict) in batch.iter().zip(&verdicts) {
+    let mut rows = Vec::with_capacity(texts.len());
+    for (event, verdict) in texts.iter().zip(&verdicts) {
         let (stage, reasons) = match verdict {
-            Ok(EventResult::Ok(event)) => {
+            Ok(EventResult::Ok(normalized)) => {
                 rows.push(EventRow {
-                    event,
+                    event: normalized,
+                    // UTF-8 was checked above.
+                    raw: std::str::from_utf8(&event.bytes).unwrap_or_default(),
                     plugin: id,
-                    correlation_id: incoming.correlation_id.as_deref(),
+                    correlation_id: event.from.correlation_id.as_deref(),
                 });
                 continue;
             }
@@ -95,24 +182,10 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
                 serde_json::json!([{"field": "$", "message": format!("plugin {} failed on this event ({}): {e}", id, e.kind())}]),
             ),
         };
-        let event_id = serde_json::from_str::<serde_json::Value>(&incoming.payload)
-            .ok()
-            .and_then(|v| {
-                v.get("eventId")
-                    .and_then(|i| i.as_str())
-                    .map(str::to_string)
-            });
-        dead.push(DeadLetter {
-            stage: stage.into(),
-            source: Some(source.to_string()),
-            event_id,
-            reasons,
-            raw: incoming.payload.clone(),
-            plugin_name: Some(id.name.clone()),
-            plugin_version: Some(id.version.clone()),
-            correlation_id: incoming.correlation_id.clone(),
-            dedup_key: Some(incoming.key.clone()),
-        });
+        let mut letter = event.dead_letter(source, stage, reasons);
+        letter.plugin_name = Some(id.name.clone());
+        letter.plugin_version = Some(id.version.clone());
+        dead.push(letter);
     }
 
     let Some(inserted) = write(c, source, &batch, &rows, &dead).await else {
@@ -151,6 +224,7 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
         .observe(started.elapsed().as_secs_f64());
     tracing::debug!(
         source,
+        messages = batch.len(),
         events = n,
         inserted,
         dead = dead.len(),
@@ -241,7 +315,7 @@ async fn write_row_by_row(
                 source: Some(source.to_string()),
                 event_id: Some(row.event.event_id.clone()),
                 reasons: serde_json::json!([{"field": "$", "message": format!("database refused the row: {e}")}]),
-                raw: row.event.raw.clone(),
+                raw: row.raw.to_string(),
                 plugin_name: Some(row.plugin.name.clone()),
                 plugin_version: Some(row.plugin.version.clone()),
                 correlation_id: row.correlation_id.map(str::to_string),

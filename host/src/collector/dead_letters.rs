@@ -44,7 +44,15 @@ pub async fn run(c: Arc<Collector>) {
         let letters: Vec<DeadLetter> = batch
             .iter()
             .map(|m| {
-                let key = m.info().map(|i| format!("{}:{}", i.stream, i.stream_sequence)).ok();
+                // The gateway's own Nats-Msg-Id: a redelivery is not stored
+                // twice, and a re-created stream cannot collide with old keys.
+                let key = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&m.payload)));
+                let key = Some(key);
                 let mut letter = serde_json::from_slice::<DeadLetter>(&m.payload).unwrap_or_else(|e| DeadLetter {
                     stage: "gateway".into(),
                     source: None,

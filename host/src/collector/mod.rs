@@ -90,6 +90,7 @@ impl Collector {
 
     /// Fetch → process → ack, until shutdown.
     async fn worker(self: Arc<Self>, source: String, consumer: PullConsumer) {
+        let mut per_message = EventsPerMessage::new(self.cfg.batch_size);
         while !self.stop.is_cancelled() {
             // No plugin (yet, or removed): leave the events in JetStream.
             let Some(plugin) = self.plugins.get(&source) else {
@@ -100,7 +101,8 @@ impl Collector {
             };
             let fetched = consumer
                 .batch()
-                .max_messages(self.cfg.batch_size)
+                .max_messages(per_message.messages_for(self.cfg.batch_size))
+                .max_bytes(MAX_FETCH_BYTES)
                 .expires(self.cfg.fetch_wait)
                 .messages()
                 .await;
@@ -112,7 +114,7 @@ impl Collector {
                     continue;
                 }
             };
-            let mut batch = Vec::with_capacity(self.cfg.batch_size);
+            let mut batch = Vec::new();
             while let Some(m) = messages.next().await {
                 match m {
                     Ok(m) => batch.push(batch::Incoming::new(m)),
@@ -123,6 +125,7 @@ impl Collector {
                 }
             }
             if !batch.is_empty() {
+                per_message.observe(batch.len(), batch.iter().map(batch::Incoming::len).sum());
                 batch::process(&self, &source, plugin, batch).await;
             }
         }
@@ -140,5 +143,55 @@ impl Collector {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
         }
+    }
+}
+
+/// Bytes one fetch may bring (JetStream stops a pull at this many).
+const MAX_FETCH_BYTES: usize = 64 << 20;
+
+/// How many events a message holds, on average: a message is a slice of up
+/// to `GATEWAY_SLICE_EVENTS` events, or one event from an earlier version.
+/// A fetch asks for as many messages as make about `COLLECTOR_BATCH_SIZE`
+/// events.
+struct EventsPerMessage(f64);
+
+impl EventsPerMessage {
+    /// Starts high, so the first fetch is one message, not a batch of slices.
+    fn new(batch_size: usize) -> Self {
+        Self(batch_size.max(1) as f64)
+    }
+
+    fn messages_for(&self, batch_size: usize) -> usize {
+        ((batch_size as f64 / self.0).round() as usize).clamp(1, batch_size.max(1))
+    }
+
+    fn observe(&mut self, messages: usize, events: usize) {
+        if messages > 0 {
+            let seen = (events as f64 / messages as f64).max(1.0);
+            self.0 = 0.5 * self.0 + 0.5 * seen;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventsPerMessage;
+
+    #[test]
+    fn fetch_size_follows_what_messages_hold() {
+        let mut e = EventsPerMessage::new(1000);
+        assert_eq!(e.messages_for(1000), 1);
+        // A backlog of one-event messages: fetches grow towards the batch.
+        for _ in 0..20 {
+            e.observe(e.messages_for(1000), e.messages_for(1000));
+        }
+        assert!(e.messages_for(1000) > 900, "{}", e.messages_for(1000));
+        // Slices of 250: four per batch.
+        for _ in 0..20 {
+            e.observe(4, 1000);
+        }
+        assert_eq!(e.messages_for(1000), 4);
+        e.observe(0, 0);
+        assert_eq!(e.messages_for(1000), 4);
     }
 }

@@ -9,6 +9,8 @@ use sqlx::{Postgres, Transaction};
 /// A normalized event with where it came from.
 pub struct EventRow<'a> {
     pub event: &'a NormalizedEvent,
+    /// The event's exact bytes as the gateway received them.
+    pub raw: &'a str,
     pub plugin: &'a Identity,
     pub correlation_id: Option<&'a str>,
 }
@@ -57,7 +59,7 @@ pub async fn insert_events(
         city.push(e.city.as_deref());
         followers.push(e.followers.and_then(|f| i64::try_from(f).ok()));
         device.push(e.device.as_deref());
-        raw.push(e.raw.as_str());
+        raw.push(r.raw);
         plugin_name.push(r.plugin.name.as_str());
         plugin_version.push(r.plugin.version.as_str());
         correlation.push(r.correlation_id);

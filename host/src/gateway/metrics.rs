@@ -8,6 +8,8 @@ pub struct GatewayMetrics {
     pub processed: IntCounterVec,
     pub failed: IntCounterVec,
     pub duplicates: IntCounterVec,
+    /// JetStream messages published, one per slice of a source's events.
+    pub slices: IntCounterVec,
     pub body_bytes: Histogram,
     pub auth_failures: IntCounter,
 }
@@ -38,7 +40,14 @@ impl GatewayMetrics {
         let duplicates = IntCounterVec::new(
             Opts::new(
                 "gateway_events_duplicate_total",
-                "Exact re-sends dropped by JetStream",
+                "Events of slices JetStream dropped as exact re-sends",
+            ),
+            &["source"],
+        )?;
+        let slices = IntCounterVec::new(
+            Opts::new(
+                "gateway_slices_published_total",
+                "JetStream messages published, each a slice of one source's events",
             ),
             &["source"],
         )?;
@@ -54,6 +63,7 @@ impl GatewayMetrics {
         registry.register(Box::new(processed.clone()))?;
         registry.register(Box::new(failed.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
+        registry.register(Box::new(slices.clone()))?;
         registry.register(Box::new(body_bytes.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         Ok(Self {
@@ -61,6 +71,7 @@ impl GatewayMetrics {
             processed,
             failed,
             duplicates,
+            slices,
             body_bytes,
             auth_failures,
         })

@@ -1,11 +1,13 @@
 //! The webhook gateway: `POST /webhook` takes a JSON array of events (or one
 //! event object), checks each envelope natively, publishes the accepted ones
-//! to JetStream and the rejected ones to the dead-letter stream, and answers
-//! only once every publish of the request is acked.
+//! to JetStream as slices of one source's events (see [`crate::wire`]) and the
+//! rejected ones to the dead-letter stream, and answers only once every
+//! publish of the request is acked.
 mod auth;
 mod envelope;
 mod metrics;
 mod publish;
+mod slices;
 
 pub use auth::{sign, SIGNATURE_HEADER};
 pub use metrics::GatewayMetrics;
@@ -218,52 +220,54 @@ fn check_body(body: &Bytes, plugins: &PluginRuntime) -> Result<Vec<Checked>, env
         .collect())
 }
 
-/// Publishes accepted events and dead letters; `Err(n)` when `n` publishes
-/// were not acked.
+/// Publishes accepted events (as slices) and dead letters; `Err(n)` when
+/// the publishes of `n` events were not acked.
 async fn publish_checked(
     gw: &Gateway,
     body: &Bytes,
     checked: Vec<Checked>,
     cid: &str,
 ) -> Result<WebhookResponse, usize> {
-    let mut outgoing = Vec::with_capacity(checked.len());
+    let mut accepted_events = Vec::with_capacity(checked.len());
     let mut rejected = Vec::new();
-    let mut labels = Vec::with_capacity(checked.len());
     for (index, Checked { range, mut env }) in checked.into_iter().enumerate() {
         if env.reasons.is_empty() && range.len() > gw.max_event_bytes {
             env.reasons.push((
                 "$".into(),
                 format!(
-                    "event is {} bytes, more than the {}-byte limit",
+                    "event is {} bytes, more than the {}-byte limit of one message",
                     range.len(),
                     gw.max_event_bytes
                 ),
             ));
         }
-        let source = env
-            .source
-            .clone()
-            .filter(|_| env.reasons.iter().all(|r| r.0 != "source"))
-            .unwrap_or_else(|| "unknown".into());
-        labels.push(source.clone());
-        let payload = body.slice(range);
-        if env.reasons.is_empty() {
-            let event_id = env.event_id.as_deref().unwrap_or_default();
-            outgoing.push(Outgoing {
-                index,
-                subject: nats::event_subject(
-                    &gw.nats.subject_prefix,
-                    &source,
-                    env.funnel_stage.as_deref(),
-                    env.event_type.as_deref(),
-                ),
-                msg_id: nats::message_id(event_id, &payload),
-                payload,
-            });
-        } else {
-            rejected.push((index, env, payload));
+        match env.source.take() {
+            Some(source) if env.reasons.is_empty() => {
+                accepted_events.push(slices::Accepted { source, range })
+            }
+            source => {
+                env.source = source;
+                rejected.push((index, env, body.slice(range)));
+            }
         }
     }
+    let slices = slices::build(
+        body,
+        accepted_events,
+        gw.cfg.slice_events,
+        gw.max_event_bytes + crate::wire::FRAME_OVERHEAD,
+    );
+    let outgoing: Vec<Outgoing> = slices
+        .iter()
+        .enumerate()
+        .map(|(index, s)| Outgoing {
+            index,
+            subject: nats::slice_subject(&gw.nats.subject_prefix, &s.source),
+            msg_id: crate::wire::slice_id(&s.source, &s.payload),
+            payload: s.payload.clone(),
+            events: Some(s.count),
+        })
+        .collect();
     let mut dead = Vec::with_capacity(rejected.len());
     for (index, env, payload) in &rejected {
         let letter = dead_letter(env, payload, gw.max_event_bytes, cid);
@@ -273,6 +277,7 @@ async fn publish_checked(
             subject: gw.nats.dlq_subject("gateway"),
             msg_id: nats::message_id("dlq", &json),
             payload: Bytes::from(json),
+            events: None,
         });
     }
     let concurrency = gw.cfg.publish_concurrency;
@@ -285,26 +290,34 @@ async fn publish_checked(
     let m = &gw.metrics;
     let (mut accepted, mut duplicates, mut failed) = (0, 0, 0);
     for (index, ack) in &acks {
-        let source = labels[*index].as_str();
-        m.processed.with_label_values(&[source]).inc();
+        let slice = &slices[*index];
+        let (source, n) = (slice.source.as_str(), slice.count);
+        m.processed.with_label_values(&[source]).inc_by(n as u64);
+        m.slices.with_label_values(&[source]).inc();
         match ack {
             Acked::Stored => {
-                accepted += 1;
-                m.accepted.with_label_values(&[source]).inc();
+                accepted += n;
+                m.accepted.with_label_values(&[source]).inc_by(n as u64);
             }
             Acked::Duplicate => {
-                duplicates += 1;
-                m.duplicates.with_label_values(&[source]).inc();
+                duplicates += n;
+                m.duplicates.with_label_values(&[source]).inc_by(n as u64);
             }
             Acked::Failed(e) => {
-                failed += 1;
-                tracing::warn!(index, error = %e, "publish failed");
-                m.failed.with_label_values(&[source, "publish"]).inc();
+                failed += n;
+                tracing::warn!(source, events = n, error = %e, "slice publish failed");
+                m.failed
+                    .with_label_values(&[source, "publish"])
+                    .inc_by(n as u64);
             }
         }
     }
     for (index, ack) in &dead_acks {
-        let source = labels[*index].as_str();
+        let source = rejected
+            .iter()
+            .find(|r| r.0 == *index)
+            .and_then(|r| known_source(&r.1))
+            .unwrap_or("unknown");
         m.processed.with_label_values(&[source]).inc();
         m.failed.with_label_values(&[source, "envelope"]).inc();
         if let Acked::Failed(e) = ack {
@@ -334,6 +347,13 @@ async fn publish_checked(
         duplicates,
         errors,
     })
+}
+
+/// The source label of a rejected event: its source when that one is known.
+fn known_source(env: &envelope::Envelope) -> Option<&str> {
+    env.source
+        .as_deref()
+        .filter(|_| env.reasons.iter().all(|r| r.0 != "source"))
 }
 
 fn dead_letter(env: &envelope::Envelope, payload: &[u8], max: usize, cid: &str) -> DeadLetter {

@@ -1,6 +1,6 @@
 //! Publishing a request's events to JetStream with bounded concurrency: many
 //! publishes in flight, each awaited for its ack, never one at a time.
-use crate::nats::CORRELATION_HEADER;
+use crate::{nats::CORRELATION_HEADER, wire::COUNT_HEADER};
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -12,6 +12,8 @@ pub struct Outgoing {
     pub subject: String,
     pub msg_id: String,
     pub payload: Bytes,
+    /// Events in the message (a slice); `None` for a dead letter.
+    pub events: Option<usize>,
 }
 
 /// What JetStream said about one message.
@@ -34,10 +36,13 @@ pub async fn publish_all(
 ) -> Vec<(usize, Acked)> {
     futures::stream::iter(items)
         .map(|item| async move {
-            let msg = PublishMessage::build()
+            let mut msg = PublishMessage::build()
                 .payload(item.payload)
                 .message_id(&item.msg_id)
                 .header(CORRELATION_HEADER, correlation_id);
+            if let Some(n) = item.events {
+                msg = msg.header(COUNT_HEADER, n.to_string().as_str());
+            }
             let result = async {
                 let ack_future = js
                     .send_publish(item.subject, msg)

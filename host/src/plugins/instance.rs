@@ -12,7 +12,7 @@
 //! surviving from one batch to the next of the same plugin is harmless (one
 //! plugin serves one source; results are still checked call by call).
 use super::{
-    bindings::{convert_result, SourcePlugin, SourcePluginPre},
+    bindings::{convert_result, Bound, PluginPre},
     engine::PluginEngine,
     limits::{Limits, StoreState},
     metrics::PluginMetrics,
@@ -38,14 +38,14 @@ pub const MAX_IDLE_INSTANCES: usize = 4;
 /// An instance with its store, ready for the next call.
 struct Warm {
     store: Store<StoreState>,
-    instance: SourcePlugin,
+    instance: Bound,
     calls: u32,
 }
 
 pub struct Plugin {
     identity: Identity,
     path: PathBuf,
-    pre: SourcePluginPre<StoreState>,
+    pre: PluginPre,
     engine: wasmtime::Engine,
     limits: Limits,
     metrics: PluginMetrics,
@@ -86,7 +86,10 @@ impl Plugin {
             message: format!("{e:#}"),
         };
         let pre = linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = SourcePluginPre::new(pre).map_err(link_err)?;
+        let pre = PluginPre::new(pre).map_err(|message| PluginError::Link {
+            path: path.to_path_buf(),
+            message,
+        })?;
         let mut plugin = Self {
             identity: Identity {
                 name: String::new(),
@@ -133,6 +136,11 @@ impl Plugin {
         &self.path
     }
 
+    /// The WIT contract version the component implements (`0.2.0`, `0.1.0`).
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     fn new_store(&self) -> Store<StoreState> {
         let mut store = Store::new(&self.engine, StoreState::new(&self.limits));
         store.limiter(|s| s);
@@ -142,24 +150,20 @@ impl Plugin {
 
     fn call_identity(&self) -> Result<Identity, CallError> {
         let mut store = self.new_store();
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store))?;
-        instance
-            .call_identity(&mut store)
-            .map(Identity::from)
+        self.pre
+            .identity(&mut store)
             .map_err(|e| classify(e, &store))
     }
 
     /// Validates and normalizes a batch: one result per event, in order.
     /// Blocking (runs guest code); see [`Plugin::normalize_batch`].
-    pub fn normalize_batch_blocking(
+    pub fn normalize_batch_blocking<S: AsRef<str>>(
         &self,
-        events: &[String],
+        events: &[S],
     ) -> Result<Vec<EventResult>, CallError> {
         let start = Instant::now();
-        let result = self.call_batch(events);
+        let texts: Vec<&str> = events.iter().map(AsRef::as_ref).collect();
+        let result = self.call_batch(&texts);
         let secs = start.elapsed().as_secs_f64();
         match &result {
             Ok(results) => {
@@ -184,15 +188,23 @@ impl Plugin {
         result
     }
 
-    /// Async wrapper running the call on the blocking pool.
+    /// Async wrapper running the call on the blocking pool. The events are
+    /// slices of fetched messages (no copy); each must be UTF-8.
     pub async fn normalize_batch(
         self: &Arc<Self>,
-        events: Vec<String>,
+        events: Vec<bytes::Bytes>,
     ) -> Result<Vec<EventResult>, CallError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.normalize_batch_blocking(&events))
-            .await
-            .map_err(|e| CallError::Trap(format!("plugin call task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let texts = events
+                .iter()
+                .map(|e| std::str::from_utf8(e))
+                .collect::<Result<Vec<&str>, _>>()
+                .map_err(|e| CallError::Input(format!("an event is not UTF-8: {e}")))?;
+            this.normalize_batch_blocking(&texts)
+        })
+        .await
+        .map_err(|e| CallError::Trap(format!("plugin call task failed: {e}")))?
     }
 
     /// An idle instance, or a new one.
@@ -225,7 +237,7 @@ impl Plugin {
         }
     }
 
-    fn call_batch(&self, events: &[String]) -> Result<Vec<EventResult>, CallError> {
+    fn call_batch(&self, events: &[&str]) -> Result<Vec<EventResult>, CallError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -237,7 +249,7 @@ impl Plugin {
         // On any error `warm` is dropped here: a failed instance never serves again.
         let raw = warm
             .instance
-            .call_normalize_batch(&mut warm.store, events)
+            .normalize(&mut warm.store, events)
             .map_err(|e| classify(e, &warm.store))?;
         if raw.len() != events.len() {
             return Err(CallError::BadOutput(format!(

@@ -63,6 +63,9 @@ pub enum CallError {
     Trap(String),
     #[error("plugin broke the contract: {0}")]
     BadOutput(String),
+    /// The host could not hand the events over (not UTF-8).
+    #[error("events cannot be passed to a plugin: {0}")]
+    Input(String),
 }
 
 impl CallError {
@@ -74,6 +77,7 @@ impl CallError {
             Self::Panic(_) => "panic",
             Self::Trap(_) => "trap",
             Self::BadOutput(_) => "bad_output",
+            Self::Input(_) => "input",
         }
     }
 }

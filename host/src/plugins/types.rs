@@ -37,6 +37,8 @@ impl FunnelStage {
 }
 
 /// The canonical, source-independent event the reports are computed from.
+/// Its raw JSON is not here: the host keeps the bytes it received and pairs
+/// them with this result by index.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NormalizedEvent {
     pub event_id: String,
@@ -54,8 +56,6 @@ pub struct NormalizedEvent {
     pub city: Option<String>,
     pub followers: Option<u64>,
     pub device: Option<String>,
-    /// The event exactly as received.
-    pub raw: String,
 }
 
 /// Why an event is invalid: a JSON path and a message.

@@ -2,11 +2,13 @@
 //! stream names per test, `events-host` subprocesses (killed on drop), HTTP
 //! and metrics helpers, a background load generator and the exact ledger.
 #![allow(dead_code, unused_imports)]
+mod held;
 mod host;
 mod ledger;
 mod load;
 
 pub use super::services::{free_port, signal};
+pub use held::held_post;
 pub use host::Host;
 pub use ledger::{expected_counts, expected_row, Bad, Ledger};
 pub use load::{spawn_load, LoadResult, LoadSpec, PostRecord};

@@ -66,11 +66,17 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Starts with extra server configuration (e.g. `max_payload: 16384`).
+    pub fn start_with_config(config: &str) -> Self {
         let mut s = Self {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
         };
+        std::fs::write(s.dir.path().join("nats.conf"), config).expect("write nats.conf");
         s.start_again();
         s
     }
@@ -98,6 +104,8 @@ impl NatsServer {
             .arg(&store)
             .arg("-l")
             .arg(self.log())
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -19,6 +19,8 @@ pub struct Seen {
     pub events: u64,
     pub accepted_ids: Vec<String>,
     pub accepted_set: HashSet<String>,
+    /// Bodies answered so far: an identical one is a re-send.
+    pub bodies: HashSet<Vec<u8>>,
     pub rejected: u64,
     pub duplicates: u64,
     pub bad_signatures: u64,
@@ -99,6 +101,10 @@ async fn webhook(
             Json(json!({"error": "not an array"})),
         );
     };
+    // The gateway's rule: every valid event of a new body is accepted (an
+    // event re-sent inside another request is deduplicated later, by the
+    // database); only an identical body sent again is answered as duplicates.
+    let resent = !seen.bodies.insert(body.to_vec());
     let (mut accepted, mut rejected, mut duplicates) = (0u64, 0u64, 0u64);
     let mut errors = Vec::new();
     for ev in &events {
@@ -108,13 +114,12 @@ async fn webhook(
                 rejected += 1;
                 errors.push(json!({"eventId": ev.get("eventId"), "reason": reason}));
             }
+            Ok(()) if resent => duplicates += 1,
             Ok(()) => {
+                accepted += 1;
                 let id = ev["eventId"].as_str().unwrap_or_default().to_owned();
                 if seen.accepted_set.insert(id.clone()) {
-                    accepted += 1;
                     seen.accepted_ids.push(id);
-                } else {
-                    duplicates += 1;
                 }
             }
         }

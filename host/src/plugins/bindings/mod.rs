@@ -1,27 +1,120 @@
-//! Generated bindings of `wit/` and their conversion into host types.
+//! Generated bindings of every supported WIT version, side by side, and
+//! their conversion into host types.
+//!
+//! A component is linked against the newest version it fits
+//! ([`PluginPre::new`]); older versions' results are converted to the
+//! current shape, so the rest of the host sees one contract.
 //!
 //! The conversion is also where a plugin's output is checked: the host never
 //! trusts a guest to respect the contract (source, timestamp, amount format,
 //! integer ranges), because a bad value would otherwise fail a whole database
 //! batch later.
-use super::types::{EventResult, FunnelStage, Identity, Issue, NormalizedEvent};
+mod v0_1;
+mod v0_2;
 
-mod generated {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "source-plugin",
-    });
+use super::limits::StoreState;
+use super::types::{EventResult, FunnelStage, Identity, Issue, NormalizedEvent};
+use v0_2::wit;
+use wasmtime::{
+    component::{Func, InstancePre},
+    Store,
+};
+
+/// A component pre-linked against the contract version it implements.
+pub enum PluginPre {
+    V0_2(v0_2::SourcePluginPre<StoreState>),
+    V0_1(v0_1::SourcePluginPre<StoreState>),
 }
 
-use generated::marketing::events::types as wit;
-pub use generated::{SourcePlugin, SourcePluginPre};
+/// A live instance: its `normalize-batch` export, called with borrowed
+/// strings so a batch's events are not copied on the host side.
+pub struct Bound {
+    normalize: Func,
+    version: Version,
+}
 
-impl From<wit::Identity> for Identity {
-    fn from(i: wit::Identity) -> Self {
-        Self {
-            name: i.name,
-            version: i.version,
-            source: i.source,
+#[derive(Clone, Copy)]
+enum Version {
+    V0_2,
+    V0_1,
+}
+
+type Batch<'a> = (&'a [&'a str],);
+
+impl PluginPre {
+    /// Links `pre` against the newest contract it implements; `Err` says why
+    /// it fits none.
+    pub fn new(pre: InstancePre<StoreState>) -> Result<Self, String> {
+        let newest = match v0_2::SourcePluginPre::new(pre.clone()) {
+            Ok(p) => return Ok(Self::V0_2(p)),
+            Err(e) => e,
+        };
+        v0_1::SourcePluginPre::new(pre)
+            .map(Self::V0_1)
+            .map_err(|old| {
+                format!(
+                    "{newest:#} (as marketing:events@0.2.0); {old:#} (as marketing:events@0.1.0)"
+                )
+            })
+    }
+
+    /// The contract version, e.g. `0.2.0`.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Self::V0_2(_) => "0.2.0",
+            Self::V0_1(_) => "0.1.0",
+        }
+    }
+
+    pub fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Bound> {
+        let (instance, version) = match self {
+            Self::V0_2(p) => (p.instance_pre().instantiate(&mut *store)?, Version::V0_2),
+            Self::V0_1(p) => (p.instance_pre().instantiate(&mut *store)?, Version::V0_1),
+        };
+        let normalize = instance
+            .get_func(&mut *store, "normalize-batch")
+            .ok_or_else(|| wasmtime::format_err!("no normalize-batch export"))?;
+        Ok(Bound { normalize, version })
+    }
+
+    /// Instantiates and asks the plugin who it is.
+    pub fn identity(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Identity> {
+        let id: wit::Identity = match self {
+            Self::V0_2(p) => p.instantiate(&mut *store)?.call_identity(&mut *store)?,
+            Self::V0_1(p) => p
+                .instantiate(&mut *store)?
+                .call_identity(&mut *store)?
+                .into(),
+        };
+        Ok(Identity {
+            name: id.name,
+            version: id.version,
+            source: id.source,
+        })
+    }
+}
+
+impl Bound {
+    /// Calls `normalize-batch`; results in the current contract's shape.
+    pub fn normalize(
+        &self,
+        store: &mut Store<StoreState>,
+        events: &[&str],
+    ) -> wasmtime::Result<Vec<wit::EventResult>> {
+        match self.version {
+            Version::V0_2 => {
+                let f = self
+                    .normalize
+                    .typed::<Batch, (Vec<wit::EventResult>,)>(&*store)?;
+                Ok(f.call(&mut *store, (events,))?.0)
+            }
+            Version::V0_1 => {
+                let f = self
+                    .normalize
+                    .typed::<Batch, (Vec<v0_1::marketing::events::types::EventResult>,)>(&*store)?;
+                let (results,) = f.call(&mut *store, (events,))?;
+                Ok(results.into_iter().map(Into::into).collect())
+            }
         }
     }
 }
@@ -116,6 +209,5 @@ fn convert_event(e: wit::NormalizedEvent, source: &str) -> Result<NormalizedEven
         city: d.city,
         followers: d.followers,
         device: d.device,
-        raw: e.raw,
     })
 }
