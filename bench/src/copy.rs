@@ -23,7 +23,7 @@ pub struct CopyResult {
 }
 
 /// COPY text format: backslash, tab, newline and carriage return escaped.
-fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
     for &b in s {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -71,6 +71,15 @@ pub fn copy_text(events: &[(String, Vec<u8>)]) -> (Vec<u8>, u64) {
     (buf, json_bytes / events.len().max(1) as u64)
 }
 
+/// Median of an ascending slice (0 when empty).
+pub fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 pub async fn run(
     server_url: &str,
     db_name: &str,
@@ -114,11 +123,7 @@ pub async fn run(
         conn.close().await?;
         let mut sorted = rates.clone();
         sorted.sort_by(|a, b| a.total_cmp(b));
-        let median = if sorted.len() % 2 == 1 {
-            sorted[sorted.len() / 2]
-        } else {
-            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-        };
+        let median = median(&sorted);
         Ok::<_, anyhow::Error>(CopyResult {
             events: n as u64,
             copy_bytes: buf.len() as u64,

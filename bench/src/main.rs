@@ -2,12 +2,14 @@
 //! printed and written as JSON, never asserted.
 //!
 //! ```text
-//! ingest-bench run --host-bin ... --publisher-bin ... [--phases copy,jsfloor,stream,post50k,load]
+//! ingest-bench run --host-bin ... --publisher-bin ... [--phases copy,copyreal,jsfloor,stream,post50k,load]
+//!                   [--baseline-host-bin OLD --baseline-plugins-dir OLD_PLUGINS]
 //! ingest-bench gen --events N --out FILE   # COPY text for ad-hoc psql experiments
 //! ingest-bench cleanup --run-id ID     # drop the run's databases and streams
 //! ```
 
 mod copy;
+mod copyreal;
 mod db;
 mod jsfloor;
 mod metrics;
@@ -65,19 +67,35 @@ struct Common {
 struct RunArgs {
     #[command(flatten)]
     common: Common,
-    /// Comma list of: copy, jsfloor, stream, post50k, load.
+    /// Comma list of: copy, copyreal, jsfloor, stream, post50k, load.
     #[arg(
         long,
-        default_value = "copy,jsfloor,stream,post50k,load",
-        value_delimiter = ','
+        default_value = "copy,copyreal,jsfloor,stream,post50k,load",
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(PHASES),
     )]
     phases: Vec<String>,
+    /// events-host (needed by the pipeline phases only).
     #[arg(long)]
-    host_bin: PathBuf,
+    host_bin: Option<PathBuf>,
+    /// events-publisher (needed by the pipeline phases only).
     #[arg(long)]
-    publisher_bin: PathBuf,
+    publisher_bin: Option<PathBuf>,
     #[arg(long, default_value = "dist/plugins")]
     plugins_dir: PathBuf,
+    /// Before/after: run every pipeline phase also with this host binary
+    /// (first, on its own database and streams). Defaults to --host-bin
+    /// when only --baseline-plugins-dir is given.
+    #[arg(long)]
+    baseline_host_bin: Option<PathBuf>,
+    /// Before/after: the baseline's plugins (defaults to --plugins-dir when
+    /// only --baseline-host-bin is given).
+    #[arg(long)]
+    baseline_plugins_dir: Option<PathBuf>,
+    /// copyreal: the migrations to apply (default: ./migrations, else the
+    /// source tree's).
+    #[arg(long)]
+    migrations_dir: Option<PathBuf>,
     /// Logs, ledgers and per-second samples go here.
     #[arg(long)]
     work_dir: PathBuf,
@@ -86,13 +104,13 @@ struct RunArgs {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// (a) events per COPY run (also the jsfloor phase's events).
+    /// (a) events per COPY run (bare and real-schema; also the jsfloor phase's events).
     #[arg(long, default_value_t = 300_000)]
     copy_events: usize,
     /// jsfloor: JetStream publishes in flight (the gateway's GATEWAY_PUBLISH_CONCURRENCY default).
     #[arg(long, default_value_t = 4096)]
     jsfloor_in_flight: usize,
-    /// (a) COPY runs (the median is the reference).
+    /// (a) COPY runs, bare and real-schema (the median is the reference).
     #[arg(long, default_value_t = 3)]
     copy_runs: usize,
     /// (b) stream phase: seconds of real-publisher-like traffic (1 POST/s, 1000..50000 events).
@@ -124,6 +142,9 @@ struct RunArgs {
     #[arg(long = "host-env", value_parser = parse_kv)]
     host_env: Vec<(String, String)>,
 }
+
+const PHASES: [&str; 6] = ["copy", "copyreal", "jsfloor", "stream", "post50k", "load"];
+const PIPELINE_PHASES: [&str; 3] = ["stream", "post50k", "load"];
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -182,8 +203,13 @@ async fn run(a: RunArgs) -> Result<()> {
         a.common.run_id, rep.machine.cores, rep.machine.mem_mb, rep.machine.loadavg_start
     );
     let want = |p: &str| a.phases.iter().any(|x| x == p);
+    let pipeline_wanted = PIPELINE_PHASES.iter().any(|p| want(p));
+    anyhow::ensure!(
+        !pipeline_wanted || (a.host_bin.is_some() && a.publisher_bin.is_some()),
+        "the pipeline phases need --host-bin and --publisher-bin"
+    );
 
-    if want("copy") || want("jsfloor") {
+    if want("copy") || want("copyreal") || want("jsfloor") {
         let t = std::time::Instant::now();
         let events = copy::generate(a.copy_events, a.seed)?;
         eprintln!(
@@ -198,6 +224,17 @@ async fn run(a: RunArgs) -> Result<()> {
                 Err(e) => {
                     eprintln!("[copy] FAILED: {e:#}");
                     rep.errors.push(format!("copy: {e:#}"));
+                }
+            }
+        }
+        if want("copyreal") {
+            let db = format!("{}copyreal", db::db_prefix(&a.common.run_id));
+            let migrations = copyreal::migrations_dir(a.migrations_dir.as_deref());
+            match copyreal::run(&a.common.pg_url, &db, &migrations, &events, a.copy_runs).await {
+                Ok(r) => rep.copy_real = Some(r),
+                Err(e) => {
+                    eprintln!("[copyreal] FAILED: {e:#}");
+                    rep.errors.push(format!("copyreal: {e:#}"));
                 }
             }
         }
@@ -219,18 +256,45 @@ async fn run(a: RunArgs) -> Result<()> {
         }
     }
 
+    let (true, Some(host_bin), Some(publisher_bin)) =
+        (pipeline_wanted, a.host_bin.clone(), a.publisher_bin.clone())
+    else {
+        return finish(rep, a.out.as_deref());
+    };
     let env = pipeline::Env {
         server_url: a.common.pg_url.clone(),
         nats_url: a.common.nats_url.clone(),
-        host_bin: a.host_bin.clone(),
-        publisher_bin: a.publisher_bin.clone(),
+        host_bin: host_bin.clone(),
+        publisher_bin,
         plugins_dir: a.plugins_dir.clone(),
         work_dir: a.work_dir.clone(),
         run_id: a.common.run_id.clone(),
         seed: a.seed,
         drain_timeout: Duration::from_secs(a.drain_timeout_secs),
         host_env: a.host_env.clone(),
+        variant: "current".into(),
     };
+    // Before/after: the baseline runs first, then the current host, phase by phase.
+    let baseline = (a.baseline_host_bin.is_some() || a.baseline_plugins_dir.is_some()).then(|| {
+        pipeline::Env {
+            host_bin: a.baseline_host_bin.clone().unwrap_or(host_bin),
+            plugins_dir: a
+                .baseline_plugins_dir
+                .clone()
+                .unwrap_or_else(|| a.plugins_dir.clone()),
+            variant: "baseline".into(),
+            ..env.clone()
+        }
+    });
+    if let Some(b) = &baseline {
+        rep.baseline = Some(report::Baseline {
+            host_bin: b.host_bin.display().to_string(),
+            plugins_dir: b.plugins_dir.display().to_string(),
+            current_host_bin: env.host_bin.display().to_string(),
+            current_plugins_dir: env.plugins_dir.display().to_string(),
+        });
+    }
+    let envs: Vec<&pipeline::Env> = baseline.iter().chain(std::iter::once(&env)).collect();
     let s = |v: &[String]| v.to_vec();
     let specs = [
         pipeline::PhaseSpec {
@@ -289,18 +353,25 @@ async fn run(a: RunArgs) -> Result<()> {
         },
     ];
     for spec in specs.iter().filter(|s| want(&s.name)) {
-        match pipeline::run_phase(&env, spec).await {
-            Ok(r) => rep.phases.push(r),
-            Err(e) => {
-                eprintln!("[{}] FAILED: {e:#}", spec.name);
-                rep.errors.push(format!("{}: {e:#}", spec.name));
+        for env in &envs {
+            match pipeline::run_phase(env, spec).await {
+                Ok(r) => rep.phases.push(r),
+                Err(e) => {
+                    eprintln!("[{} {}] FAILED: {e:#}", spec.name, env.variant);
+                    rep.errors
+                        .push(format!("{} ({}): {e:#}", spec.name, env.variant));
+                }
             }
         }
     }
+    finish(rep, a.out.as_deref())
+}
 
+/// Ratios and targets, the table on stdout, the JSON file.
+fn finish(mut rep: report::Report, out: Option<&std::path::Path>) -> Result<()> {
     rep.finish();
     println!("{}", rep.table());
-    if let Some(out) = &a.out {
+    if let Some(out) = out {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }

@@ -7,6 +7,15 @@
 //! gateway's accepted-event counter, the collectors' inserted-row counter
 //! (incremented after commit; cheaper than `count(*)` on a growing table),
 //! JetStream pending, RSS/CPU of every process and machine CPU.
+//!
+//! The clock starts at the publisher's first POST, not at its spawn: load
+//! mode builds all its bodies first. That moment is the publisher's exit
+//! minus its summary's `elapsed_secs` (its clock starts when sending does).
+//! CPU figures are deltas from then to the end of the drain.
+//!
+//! With a baseline (`Env::variant == "baseline"`), the same phase runs with
+//! another host binary and plugins; databases, streams and files get a
+//! `_baseline` suffix.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -39,6 +48,19 @@ pub struct Env {
     pub seed: u64,
     pub drain_timeout: Duration,
     pub host_env: Vec<(String, String)>,
+    /// "current", or "baseline" for the before-side of a before/after run.
+    pub variant: String,
+}
+
+impl Env {
+    /// Names this phase's databases, streams and files.
+    fn key(&self, phase: &str) -> String {
+        if self.variant == "current" {
+            phase.to_string()
+        } else {
+            format!("{phase}_{}", self.variant)
+        }
+    }
 }
 
 /// One publisher run against a fresh pipeline.
@@ -52,7 +74,7 @@ pub struct PhaseSpec {
     pub warmup_secs: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Latency {
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -60,7 +82,7 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ProcResult {
     pub name: String,
     /// `VmHWM` just before the process was stopped.
@@ -86,12 +108,20 @@ pub struct HostMetrics {
     pub collector_failed_events: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PhaseResult {
     pub name: String,
+    /// "current", or "baseline" (the before-side of a before/after run).
+    pub variant: String,
+    pub host_bin: String,
+    pub plugins_dir: String,
     pub label: String,
     pub publisher_args: String,
+    /// Publisher's sending time (its summary's elapsed_secs).
     pub publisher_elapsed_secs: f64,
+    /// Seconds from the publisher's spawn to its first POST (load mode
+    /// builds every body first). Every other time is counted from the first POST.
+    pub publisher_start_secs: f64,
     pub posts: u64,
     pub posts_ok: u64,
     pub events_sent: u64,
@@ -102,8 +132,17 @@ pub struct PhaseResult {
     pub transport_errors: u64,
     pub post_latency: Latency,
     pub publisher_events_per_sec: f64,
+    /// Distinct valid eventIds the publisher delivered (its ledger), not
+    /// the webhook answers' counts.
     pub rows_expected: u64,
     pub rows_committed: u64,
+    /// Ledger ids not in `events` (None when the check failed).
+    pub ledger_missing: Option<u64>,
+    /// Rows in `events` whose id is not in the ledger (a POST that failed
+    /// or timed out at the publisher but was stored anyway).
+    pub ledger_extra: Option<u64>,
+    /// Every ledger id is in `events` exactly once and rows = expected.
+    pub ledger_exact: bool,
     pub dead_letters: u64,
     pub first_commit_secs: f64,
     pub last_commit_secs: f64,
@@ -135,7 +174,9 @@ pub struct PhaseResult {
     /// Machine CPU not used by this phase's processes, PostgreSQL or NATS
     /// (other users of the machine, kernel), percent of all cores.
     pub other_cpu_pct: f64,
-    /// CPU microseconds per committed row, by component.
+    /// CPU microseconds per committed row, by component (every process,
+    /// "postgres" = the hosts' backends, "nats-server"), "pipeline" = all but
+    /// the publisher, "total" = all.
     pub cpu_us_per_event: BTreeMap<String, f64>,
     pub loadavg_start: String,
     pub loadavg_end: String,
@@ -146,12 +187,15 @@ pub struct PhaseResult {
 #[derive(Debug, Clone, Default)]
 struct Sample {
     t: f64,
-    /// Last sequence of the events stream: events the gateway has stored in JetStream.
+    /// Events the gateway has stored in JetStream (see [`Published`]).
     published: f64,
     inserted: f64,
     pending: f64,
     rss_mb: Vec<f64>,
     cpu_secs: Vec<f64>,
+    /// CPU seconds so far of nats-server and PostgreSQL's aux processes.
+    nats_cpu: f64,
+    pg_aux_cpu: f64,
     machine: (u64, u64),
 }
 
@@ -186,6 +230,8 @@ fn log_tail(path: &Path) -> String {
 }
 
 struct Names {
+    /// Phase name, plus `_<variant>` unless current.
+    key: String,
     db: String,
     stream: String,
     dlq: String,
@@ -200,7 +246,7 @@ fn spawn_host(
     sources: Option<&str>,
 ) -> Result<Proc> {
     let port = free_port()?;
-    let log = env.work_dir.join(format!("{name}.log"));
+    let log = env.work_dir.join(format!("{}.{name}.log", names.key));
     let out = File::create(&log)?;
     let mut cmd = Command::new(&env.host_bin);
     cmd.arg(role)
@@ -216,7 +262,10 @@ fn spawn_host(
         .env("JETSTREAM_DLQ_STREAM", &names.dlq)
         .env("JETSTREAM_SUBJECT_PREFIX", &names.subjects)
         .env("PLUGINS_DIR", &env.plugins_dir)
-        .env("PLUGINS_CACHE_DIR", env.work_dir.join("plugin-cache"))
+        .env(
+            "PLUGINS_CACHE_DIR",
+            env.work_dir.join(format!("plugin-cache-{}", env.variant)),
+        )
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -264,6 +313,33 @@ async fn wait_ready(http: &reqwest::Client, procs: &mut [Proc]) -> Result<()> {
     Ok(())
 }
 
+/// Events the gateway has stored in JetStream so far. A gateway that
+/// publishes one message per event (no `gateway_slices_published_total`)
+/// moves its counters only when a whole POST is acked, so the events
+/// stream's last sequence is used. A gateway that publishes slices of many
+/// events counts `gateway_events_accepted_total` per slice acked: that is used.
+#[derive(Default)]
+struct Published {
+    sliced: bool,
+    last: f64,
+}
+
+impl Published {
+    fn update(&mut self, gateway: Option<&Scrape>, last_sequence: Option<u64>) -> f64 {
+        if let Some(g) = gateway {
+            self.sliced |= g.0.contains_key("gateway_slices_published_total");
+        }
+        let now = if self.sliced {
+            gateway.map(|g| g.get("gateway_events_accepted_total"))
+        } else {
+            last_sequence.map(|s| s as f64)
+        };
+        // A failed scrape keeps the previous value.
+        self.last = now.unwrap_or(self.last);
+        self.last
+    }
+}
+
 async fn take_sample(
     http: &reqwest::Client,
     js: &async_nats::jetstream::Context,
@@ -271,24 +347,30 @@ async fn take_sample(
     ports: &[u16],
     pids: &[u32],
     t0: Instant,
+    published: &mut Published,
 ) -> Sample {
     let mut col = Scrape::default();
-    // ports[0] is the gateway: its counters move only when a whole POST is
-    // acked, so the stream's last sequence is used for "published" instead.
+    // ports[0] is the gateway, the rest are collectors.
     for port in &ports[1..] {
         if let Some(s) = metrics::scrape(http, *port).await {
             col.merge(&s);
         }
     }
-    let published = match js.get_stream(stream).await {
-        Ok(s) => s.cached_info().state.last_sequence as f64,
-        Err(_) => 0.0,
-    };
+    let gateway = metrics::scrape(http, ports[0]).await;
+    let last_sequence = js
+        .get_stream(stream)
+        .await
+        .ok()
+        .map(|s| s.cached_info().state.last_sequence);
+    let published = published.update(gateway.as_ref(), last_sequence);
     let procs: Vec<procfs::ProcSample> = pids
         .iter()
         .map(|p| procfs::process(*p).unwrap_or_default())
         .collect();
+    let services = procfs::service_cpu();
     Sample {
+        nats_cpu: service_sum(&services, "nats-server"),
+        pg_aux_cpu: service_sum(&services, "postgres-aux"),
         t: t0.elapsed().as_secs_f64(),
         published,
         inserted: col.get("collector_events_inserted_total"),
@@ -299,6 +381,28 @@ async fn take_sample(
     }
 }
 
+fn service_sum(v: &[(String, f64)], name: &str) -> f64 {
+    v.iter().filter(|(n, _)| n == name).map(|(_, c)| c).sum()
+}
+
+/// `f` at time `t`, linearly interpolated between the samples around it
+/// (the first or last sample outside their range).
+fn value_at(samples: &[Sample], t: f64, f: impl Fn(&Sample) -> f64) -> f64 {
+    let Some(first) = samples.first() else {
+        return 0.0;
+    };
+    if t <= first.t {
+        return f(first);
+    }
+    for w in samples.windows(2) {
+        if w[1].t >= t {
+            let span = (w[1].t - w[0].t).max(1e-9);
+            return f(&w[0]) + (f(&w[1]) - f(&w[0])) * (t - w[0].t) / span;
+        }
+    }
+    samples.last().map(f).unwrap_or(0.0)
+}
+
 fn cpu_per_event(procs: &[ProcResult], pg: f64, nats: f64, rows: u64) -> BTreeMap<String, f64> {
     let per = |secs: f64| round(secs * 1e6 / rows.max(1) as f64, 1);
     let mut m: BTreeMap<String, f64> = procs
@@ -307,11 +411,60 @@ fn cpu_per_event(procs: &[ProcResult], pg: f64, nats: f64, rows: u64) -> BTreeMa
         .collect();
     m.insert("postgres".into(), per(pg));
     m.insert("nats-server".into(), per(nats));
+    let hosts: f64 = procs
+        .iter()
+        .filter(|p| p.name != "publisher")
+        .map(|p| p.cpu_secs)
+        .sum();
+    m.insert("pipeline".into(), per(hosts + pg + nats));
     m.insert(
         "total".into(),
         per(procs.iter().map(|p| p.cpu_secs).sum::<f64>() + pg + nats),
     );
     m
+}
+
+/// CPU seconds so far of every backend connected to `db` but this one.
+async fn pg_backends_cpu(conn: &mut PgConnection, db: &str) -> Result<BTreeMap<i32, f64>> {
+    let pids: Vec<i32> = sqlx::query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(db)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    Ok(pids
+        .into_iter()
+        .filter_map(|p| Some((p, procfs::cpu_secs(p as u32)?)))
+        .collect())
+}
+
+/// Ledger ids missing from `events`, and `events` rows not in the ledger.
+async fn check_ledger(conn: &mut PgConnection, ledger: &Path) -> Result<(u64, u64)> {
+    let ids = std::fs::read(ledger).with_context(|| format!("read {}", ledger.display()))?;
+    sqlx::Executor::execute(
+        &mut *conn,
+        "CREATE TEMP TABLE bench_ledger (event_id text NOT NULL)",
+    )
+    .await?;
+    let mut copy = conn
+        .copy_in_raw("COPY bench_ledger (event_id) FROM STDIN")
+        .await?;
+    for chunk in ids.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    copy.finish().await?;
+    let row = sqlx::query(
+        "SELECT (SELECT count(*) FROM (SELECT DISTINCT event_id FROM bench_ledger) l
+                 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = l.event_id)),
+                (SELECT count(*) FROM events e
+                 WHERE NOT EXISTS (SELECT 1 FROM bench_ledger l WHERE l.event_id = e.event_id))",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
 }
 
 fn secs_since(t0: DateTime<Utc>, t: Option<DateTime<Utc>>) -> f64 {
@@ -325,31 +478,34 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 pub async fn run_phase(env: &Env, spec: &PhaseSpec) -> Result<PhaseResult> {
+    let key = env.key(&spec.name);
     let names = Names {
-        db: format!("{}{}", db::db_prefix(&env.run_id), spec.name),
+        db: format!("{}{}", db::db_prefix(&env.run_id), key),
         stream: format!(
             "{}{}_EVENTS",
             db::stream_prefix(&env.run_id),
-            spec.name.to_uppercase()
+            key.to_uppercase()
         ),
         dlq: format!(
             "{}{}_DLQ",
             db::stream_prefix(&env.run_id),
-            spec.name.to_uppercase()
+            key.to_uppercase()
         ),
-        subjects: format!("bench_ingest_{}_{}", env.run_id, spec.name),
+        subjects: format!("bench_ingest_{}_{}", env.run_id, key),
+        key,
     };
     db::create_database(&env.server_url, &names.db).await?;
     let result = phase_inner(env, spec, &names).await;
     if let Err(e) = db::drop_database(&env.server_url, &names.db).await {
-        eprintln!("[{}] drop database: {e}", spec.name);
+        eprintln!("[{}] drop database: {e}", names.key);
     }
+    // Every stream of this phase (the host may create more than these two).
     let _ = db::delete_streams(
         &env.nats_url,
         &format!(
             "{}{}_",
             db::stream_prefix(&env.run_id),
-            spec.name.to_uppercase()
+            names.key.to_uppercase()
         ),
     )
     .await;
@@ -357,7 +513,12 @@ pub async fn run_phase(env: &Env, spec: &PhaseSpec) -> Result<PhaseResult> {
 }
 
 async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<PhaseResult> {
-    let tag = format!("[{}]", spec.name);
+    let tag = format!("[{}]", names.key);
+    eprintln!(
+        "{tag} host {}, plugins {}",
+        env.host_bin.display(),
+        env.plugins_dir.display()
+    );
     let http = metrics::client();
     let mut procs = vec![
         spawn_host(env, names, "gateway", "gateway", None)?,
@@ -372,12 +533,13 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
 
     let ports: Vec<u16> = procs.iter().map(|p| p.port).collect();
     let js = async_nats::jetstream::new(async_nats::connect(&env.nats_url).await?);
-    // Shared services: their CPU over the phase (other users' load included).
-    let services_start = procfs::service_cpu();
+    // The hosts' PostgreSQL backends so far (startup, migrations): subtracted.
+    let mut pg = PgConnection::connect(&db::url(&env.server_url, &names.db)).await?;
+    let pg_start = pg_backends_cpu(&mut pg, &names.db).await?;
     let mut pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
     let loadavg_start = procfs::loadavg();
-    let ledger = env.work_dir.join(format!("{}.ids", spec.name));
-    let pub_log = env.work_dir.join(format!("{}.publisher.log", spec.name));
+    let ledger = env.work_dir.join(format!("{}.ids", names.key));
+    let pub_log = env.work_dir.join(format!("{}.publisher.log", names.key));
     let mut cmd = Command::new(&env.publisher_bin);
     cmd.args(&spec.publisher_args)
         .arg("--endpoint")
@@ -392,7 +554,7 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         .env_remove("EVENT_ENDPOINT")
         .stdin(Stdio::null())
         .stdout(File::create(
-            env.work_dir.join(format!("{}.publisher.json", spec.name)),
+            env.work_dir.join(format!("{}.publisher.json", names.key)),
         )?)
         .stderr(File::create(&pub_log)?)
         .kill_on_drop(true);
@@ -417,13 +579,13 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         );
         let (js, stream) = (js.clone(), names.stream.clone());
         let (waits, db_name) = (waits.clone(), names.db.clone());
-        let mut pg = PgConnection::connect(&db::url(&env.server_url, &names.db)).await?;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut published = Published::default();
             loop {
                 tick.tick().await;
-                let s = take_sample(&http, &js, &stream, &ports, &pids, t0).await;
+                let s = take_sample(&http, &js, &stream, &ports, &pids, t0, &mut published).await;
                 samples.lock().unwrap().push(s);
                 // What the hosts' PostgreSQL backends are doing right now.
                 if let Ok(rows) = sqlx::query(
@@ -461,12 +623,16 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         }
     };
     let t_pub_end = t0.elapsed().as_secs_f64();
-    eprintln!("{tag} publisher exited ({status}) after {t_pub_end:.1}s; draining");
     let summary_path = PathBuf::from(format!("{}.summary.json", ledger.display()));
     let summary: events_publisher::Summary =
         serde_json::from_str(&std::fs::read_to_string(&summary_path).with_context(|| {
             format!("read {}:\n{}", summary_path.display(), log_tail(&pub_log))
         })?)?;
+    // The first POST: the publisher's clock runs from then until its exit.
+    let t_start = (t_pub_end - summary.elapsed_secs).clamp(0.0, t_pub_end);
+    eprintln!(
+        "{tag} publisher exited ({status}) after {t_pub_end:.1}s (first POST at {t_start:.1}s); draining"
+    );
     let expected = summary
         .ledger
         .as_ref()
@@ -519,37 +685,41 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
             col.merge(&s);
         }
     }
+    // CPU from the first POST (interpolated between samples) to now.
     let mut proc_results = Vec::new();
-    let span = samples.last().map(|s| s.t).unwrap_or(1.0).max(1.0);
-    for p in &procs {
+    let t_end = samples.last().map(|s| s.t).unwrap_or(t_start);
+    let span = (t_end - t_start).max(1.0);
+    let cpu_then = |i: usize| {
+        value_at(&samples, t_start, |s| {
+            s.cpu_secs.get(i).copied().unwrap_or(0.0)
+        })
+    };
+    for (i, p) in procs.iter().enumerate() {
         let s = procfs::process(p.pid).unwrap_or_default();
+        let cpu = (s.cpu_secs - cpu_then(i)).max(0.0);
         proc_results.push(ProcResult {
             name: p.name.clone(),
             peak_rss_mb: round(s.hwm_kb as f64 / 1024.0, 1),
-            cpu_secs: round(s.cpu_secs, 1),
-            cpu_pct: round(s.cpu_secs / span * 100.0, 0),
+            cpu_secs: round(cpu, 2),
+            cpu_pct: round(cpu / span * 100.0, 0),
         });
     }
+    // The publisher: its last live reading, less what building bodies took.
+    let pub_cpu = (pub_proc.cpu_secs - cpu_then(procs.len())).max(0.0);
     proc_results.push(ProcResult {
         name: "publisher".into(),
         peak_rss_mb: round(pub_proc.hwm_kb as f64 / 1024.0, 1),
-        cpu_secs: round(pub_proc.cpu_secs, 1),
-        cpu_pct: round(pub_proc.cpu_secs / t_pub_end.max(1.0) * 100.0, 0),
+        cpu_secs: round(pub_cpu, 2),
+        cpu_pct: round(pub_cpu / (t_pub_end - t_start).max(1.0) * 100.0, 0),
     });
     let mut conn = PgConnection::connect(&db::url(&env.server_url, &names.db)).await?;
-    let backends: Vec<i32> = sqlx::query(
-        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(&names.db)
-    .fetch_all(&mut conn)
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    let pg_cpu: f64 = backends
+    let pg_end = pg_backends_cpu(&mut conn, &names.db).await?;
+    let pg_cpu: f64 = pg_end
         .iter()
-        .filter_map(|p| procfs::cpu_secs(*p as u32))
+        .map(|(pid, c)| (c - pg_start.get(pid).copied().unwrap_or(0.0)).max(0.0))
         .sum();
+    // Shared services (other users' load included), from the first POST.
+    let services_end = procfs::service_cpu();
     let row = sqlx::query("SELECT count(*), min(received_at), max(received_at) FROM events")
         .fetch_one(&mut conn)
         .await?;
@@ -560,18 +730,24 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         .fetch_one(&mut conn)
         .await?
         .get(0);
+    // Not timed: every ledger id in `events`, and nothing else.
+    let ledger_check = match check_ledger(&mut conn, &ledger).await {
+        Ok(x) => Some(x),
+        Err(e) => {
+            eprintln!("{tag} ledger check failed: {e:#}");
+            None
+        }
+    };
     conn.close().await?;
     let loadavg_end = procfs::loadavg();
-    let services_end = procfs::service_cpu();
-    let service_delta = |name: &str| {
-        let get = |v: &[(String, f64)]| {
-            v.iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, c)| c)
-                .sum::<f64>()
-        };
-        round(get(&services_end) - get(&services_start), 1)
-    };
+    let nats_cpu = round(
+        service_sum(&services_end, "nats-server") - value_at(&samples, t_start, |s| s.nats_cpu),
+        2,
+    );
+    let pg_aux_cpu = round(
+        service_sum(&services_end, "postgres-aux") - value_at(&samples, t_start, |s| s.pg_aux_cpu),
+        2,
+    );
     for p in procs.iter_mut() {
         let _ = p.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await;
@@ -579,13 +755,15 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
 
     // Derived numbers.
     let rows = rows as u64;
-    let first_commit = secs_since(t0_wall, first);
-    let last_commit = secs_since(t0_wall, last);
+    // From the first POST.
+    let first_commit = secs_since(t0_wall, first) - t_start;
+    let last_commit = secs_since(t0_wall, last) - t_start;
+    let pub_end = t_pub_end - t_start;
     let lag = |s: &Sample| (s.published - s.inserted) as i64;
     let at_or_after = |t: f64| samples.iter().find(|s| s.t >= t).or(samples.last());
     let at_or_before = |t: f64| samples.iter().rev().find(|s| s.t <= t).or(samples.first());
     let (a, b) = (
-        at_or_after(spec.warmup_secs.min(t_pub_end / 2.0)),
+        at_or_after(t_start + spec.warmup_secs.min(pub_end / 2.0)),
         at_or_before(t_pub_end),
     );
     let (steady_offered, steady_commit, lag_end) = match (a, b) {
@@ -606,7 +784,7 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
             best10 = best10.max((j.inserted - w[0].inserted) / (j.t - w[0].t));
         }
     }
-    let machine_busy = match (samples.first(), samples.last()) {
+    let machine_busy = match (at_or_before(t_start), samples.last()) {
         (Some(a), Some(b)) if b.machine.1 > a.machine.1 => {
             (b.machine.0 - a.machine.0) as f64 / (b.machine.1 - a.machine.1) as f64 * 100.0
         }
@@ -614,10 +792,8 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
     };
     // CPU the machine spent on anything but this phase's processes and the
     // services' share (other engineers' builds and tests, the kernel).
-    let ours: f64 = proc_results.iter().map(|p| p.cpu_secs).sum::<f64>()
-        + pg_cpu
-        + service_delta("postgres-aux")
-        + service_delta("nats-server");
+    let ours: f64 =
+        proc_results.iter().map(|p| p.cpu_secs).sum::<f64>() + pg_cpu + pg_aux_cpu + nats_cpu;
     let capacity = span * procfs::nproc() as f64;
     let other_cpu_pct = ((machine_busy / 100.0 * capacity - ours) / capacity * 100.0).max(0.0);
     let (db_mean, db_n) = col.hist_mean_ms("collector_db_write_duration_seconds");
@@ -649,14 +825,14 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
     };
 
     // Per-second series for later inspection (not part of the results file).
-    let csv = env.work_dir.join(format!("{}.samples.csv", spec.name));
+    let csv = env.work_dir.join(format!("{}.samples.csv", names.key));
     let mut f = File::create(&csv)?;
-    writeln!(f, "t,published,inserted,lag,pending,rss_gateway_mb,rss_fb_mb,rss_ttk_mb,rss_publisher_mb,cpu_gateway_s,cpu_fb_s,cpu_ttk_s,cpu_publisher_s")?;
+    writeln!(f, "t,published,inserted,lag,pending,rss_gateway_mb,rss_fb_mb,rss_ttk_mb,rss_publisher_mb,cpu_gateway_s,cpu_fb_s,cpu_ttk_s,cpu_publisher_s,cpu_nats_s")?;
     for s in &samples {
         let v = |v: &Vec<f64>, i: usize| v.get(i).copied().unwrap_or(0.0);
         writeln!(
             f,
-            "{:.1},{},{},{},{},{:.0},{:.0},{:.0},{:.0},{:.1},{:.1},{:.1},{:.1}",
+            "{:.1},{},{},{},{},{:.0},{:.0},{:.0},{:.0},{:.1},{:.1},{:.1},{:.1},{:.1}",
             s.t,
             s.published,
             s.inserted,
@@ -669,7 +845,8 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
             v(&s.cpu_secs, 0),
             v(&s.cpu_secs, 1),
             v(&s.cpu_secs, 2),
-            v(&s.cpu_secs, 3)
+            v(&s.cpu_secs, 3),
+            s.nats_cpu
         )?;
     }
 
@@ -681,9 +858,13 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         .sum();
     let result = PhaseResult {
         name: spec.name.clone(),
+        variant: env.variant.clone(),
+        host_bin: env.host_bin.display().to_string(),
+        plugins_dir: env.plugins_dir.display().to_string(),
         label: spec.label.clone(),
         publisher_args: spec.publisher_args.join(" "),
         publisher_elapsed_secs: round(summary.elapsed_secs, 1),
+        publisher_start_secs: round(t_start, 1),
         posts: summary.posts,
         posts_ok: summary.posts_ok,
         events_sent: summary.sent,
@@ -701,6 +882,9 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         publisher_events_per_sec: round(summary.events_per_sec, 0),
         rows_expected: expected,
         rows_committed: rows,
+        ledger_missing: ledger_check.map(|c| c.0),
+        ledger_extra: ledger_check.map(|c| c.1),
+        ledger_exact: ledger_check.is_some_and(|c| c.0 == 0) && rows == expected,
         dead_letters: dead as u64,
         first_commit_secs: round(first_commit, 2),
         last_commit_secs: round(last_commit, 2),
@@ -712,16 +896,16 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         steady_offered_per_sec: round(steady_offered, 0),
         steady_commit_per_sec: round(steady_commit, 0),
         lag_at_publisher_end_events: lag_end,
-        drain_secs: round((last_commit - t_pub_end).max(0.0), 1),
+        drain_secs: round((last_commit - pub_end).max(0.0), 1),
         max_lag_events: samples.iter().map(lag).max().unwrap_or(0),
         backlogged_commit_per_sec: (bl_secs >= 5.0).then(|| round(bl_events / bl_secs, 0)),
         best_10s_commit_per_sec: round(best10, 0),
-        cpu_us_per_event: cpu_per_event(&proc_results, pg_cpu, service_delta("nats-server"), rows),
+        cpu_us_per_event: cpu_per_event(&proc_results, pg_cpu, nats_cpu, rows),
         processes: proc_results,
         pg_backends_cpu_secs: round(pg_cpu, 1),
-        pg_aux_cpu_secs: service_delta("postgres-aux"),
+        pg_aux_cpu_secs: pg_aux_cpu,
         pg_active_backends: std::mem::take(&mut *waits.lock().unwrap()),
-        nats_server_cpu_secs: service_delta("nats-server"),
+        nats_server_cpu_secs: nats_cpu,
         machine_cpu_busy_pct: round(machine_busy, 0),
         other_cpu_pct: round(other_cpu_pct, 0),
         loadavg_start,
@@ -730,8 +914,9 @@ async fn phase_inner(env: &Env, spec: &PhaseSpec, names: &Names) -> Result<Phase
         samples_csv: csv.display().to_string(),
     };
     eprintln!(
-        "{tag} {rows}/{expected} rows, e2e {:.0} ev/s, steady {:.0} offered / {:.0} committed ev/s, POST p50 {} ms p99 {} ms, 5xx {}",
-        result.e2e_events_per_sec, steady_offered, steady_commit, result.post_latency.p50_ms, result.post_latency.p99_ms, http_5xx
+        "{tag} {rows}/{expected} rows (ledger missing {:?}, extra {:?}), e2e {:.0} ev/s, steady {:.0} offered / {:.0} committed ev/s, POST p50 {} ms p99 {} ms, 5xx {}, CPU µs/event pipeline {:?}",
+        result.ledger_missing, result.ledger_extra, result.e2e_events_per_sec, steady_offered, steady_commit, result.post_latency.p50_ms, result.post_latency.p99_ms, http_5xx,
+        result.cpu_us_per_event.get("pipeline")
     );
     Ok(result)
 }

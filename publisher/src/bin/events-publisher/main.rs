@@ -83,17 +83,23 @@ async fn run(args: &Args, poster: Poster, ledger: Option<Ledger>) -> events_publ
     } else {
         "stream"
     };
-    let stats = Stats::new(mode, gen.seed());
+    let seed = gen.seed();
     let mut shutdown = Shutdown::install();
     match args.count {
         Some(count) => {
             load::announce(args, count);
+            // All bodies first; the summary's clock starts at the first POST.
+            let bodies = load::prepare(args, count, gen, &mut shutdown).await;
+            let stats = Stats::new(mode, seed);
             let progress = progress_bar(args, count);
             let mut driver = Driver::new(poster, stats, ledger, progress, false);
-            load::run(args, count, gen, &mut driver, &mut shutdown).await;
+            if let Some(bodies) = bodies {
+                load::run(args, count, bodies, &mut driver, &mut shutdown).await;
+            }
             driver.finish()
         }
         None => {
+            let stats = Stats::new(mode, seed);
             let mut driver = Driver::new(poster, stats, ledger, ProgressBar::hidden(), true);
             stream::run(args, gen, &mut driver, &mut shutdown).await;
             driver.finish()
