@@ -146,6 +146,7 @@ pub async fn build(
             nats: config.nats.clone(),
             cfg: config.collector.clone(),
             metrics: CollectorMetrics::new(&registry)?,
+            health: health.clone(),
             stop: stop.clone(),
         });
         collector_task = Some(tokio::spawn(collector.run()));

@@ -2,7 +2,7 @@
 //! transaction, commit, then ack every message.
 use super::{Collector, Metrics};
 use crate::{
-    db::{self, DeadLetter, EventRow},
+    db::{DeadLetter, EventRow},
     nats::CORRELATION_HEADER,
     plugins::{CallError, EventResult, Identity, Plugin},
     wire::{self, FramingError, COUNT_HEADER},
@@ -188,7 +188,7 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
         dead.push(letter);
     }
 
-    let Some(inserted) = write(c, source, &batch, &rows, &dead).await else {
+    let Some(written) = super::write::write(c, source, &batch, &rows, &dead).await else {
         // Shutting down mid-retry: hand the batch back for redelivery.
         for i in &batch {
             let _ = i
@@ -208,13 +208,14 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
             "acks failed after commit; the events will be redelivered and deduplicated"
         );
     }
-    m.processed
-        .with_label_values(&[source])
-        .inc_by(rows.len() as u64);
+    let stored = (rows.len() - written.refused.len()) as u64;
+    let inserted = written.inserted;
+    m.processed.with_label_values(&[source]).inc_by(stored);
     m.inserted.with_label_values(&[source]).inc_by(inserted);
     m.db_duplicates
         .with_label_values(&[source])
-        .inc_by(rows.len() as u64 - inserted.min(rows.len() as u64));
+        .inc_by(stored - inserted.min(stored));
+    dead.extend(written.refused);
     for d in &dead {
         m.failed.with_label_values(&[source, &d.stage]).inc();
         m.dead_letters.with_label_values(&[&d.stage, source]).inc();
@@ -230,114 +231,4 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
         dead = dead.len(),
         "batch committed"
     );
-}
-
-/// Writes rows and dead letters in one transaction, retrying with backoff
-/// (and keeping the messages from redelivery meanwhile) until it commits.
-/// `None` when shutdown interrupted the retries.
-async fn write(
-    c: &Collector,
-    source: &str,
-    batch: &[Incoming],
-    rows: &[EventRow<'_>],
-    dead: &[DeadLetter],
-) -> Option<u64> {
-    let mut wait = Duration::from_millis(100);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let started = Instant::now();
-        let result = async {
-            let mut tx = c.pool.begin().await?;
-            let n = db::insert_events(&mut tx, rows).await?;
-            db::insert_dead_letters(&mut tx, dead).await?;
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(n)
-        }
-        .await;
-        match result {
-            Ok(n) => {
-                c.metrics
-                    .db_write
-                    .with_label_values(&[source])
-                    .observe(started.elapsed().as_secs_f64());
-                return Some(n);
-            }
-            Err(e) if !events_common::db::is_connection_error(&e) && attempt >= 3 => {
-                tracing::error!(source, error = %e, "batch keeps failing on a statement error, writing row by row");
-                match write_row_by_row(c, source, rows, dead).await {
-                    Some(n) => return Some(n),
-                    // The database went away meanwhile: back to retrying.
-                    None => {
-                        tracing::warn!(source, "database unreachable during the row-by-row write")
-                    }
-                }
-            }
-            Err(e) => {
-                c.metrics.db_retries.with_label_values(&[source]).inc();
-                tracing::warn!(source, attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "database write failed, retrying");
-            }
-        }
-        // Tell JetStream we are still on it, so ack_wait does not expire.
-        futures::future::join_all(batch.iter().map(|i| i.msg.ack_with(AckKind::Progress))).await;
-        tokio::select! {
-            _ = c.stop.cancelled() => return None,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Last resort for a batch a statement error keeps refusing: each row on its
-/// own, a row the database refuses becomes a dead letter with the error.
-/// `None` when the database became unreachable: nothing may be acked then.
-async fn write_row_by_row(
-    c: &Collector,
-    source: &str,
-    rows: &[EventRow<'_>],
-    dead: &[DeadLetter],
-) -> Option<u64> {
-    let mut inserted = 0;
-    let mut refused = Vec::new();
-    for row in rows {
-        let one = async {
-            let mut tx = c.pool.begin().await?;
-            let n = db::insert_events(&mut tx, std::slice::from_ref(row)).await?;
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(n)
-        }
-        .await;
-        match one {
-            Ok(n) => inserted += n,
-            Err(e) if events_common::db::is_connection_error(&e) => return None,
-            Err(e) => refused.push(DeadLetter {
-                stage: "delivery".into(),
-                source: Some(source.to_string()),
-                event_id: Some(row.event.event_id.clone()),
-                reasons: serde_json::json!([{"field": "$", "message": format!("database refused the row: {e}")}]),
-                raw: row.raw.to_string(),
-                plugin_name: Some(row.plugin.name.clone()),
-                plugin_version: Some(row.plugin.version.clone()),
-                correlation_id: row.correlation_id.map(str::to_string),
-                dedup_key: None,
-            }),
-        }
-    }
-    refused.extend(dead.iter().cloned());
-    for letter in &refused {
-        let res = async {
-            let mut tx = c.pool.begin().await?;
-            db::insert_dead_letters(&mut tx, std::slice::from_ref(letter)).await?;
-            tx.commit().await
-        }
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(e) if events_common::db::is_connection_error(&e) => return None,
-            Err(e) => {
-                tracing::error!(source, error = %e, raw = %letter.raw, "database refuses the dead letter; logged here instead")
-            }
-        }
-    }
-    Some(inserted)
 }

@@ -5,6 +5,7 @@
 mod batch;
 mod dead_letters;
 mod metrics;
+mod write;
 
 pub use metrics::CollectorMetrics;
 pub type Metrics = CollectorMetrics;
@@ -28,6 +29,8 @@ pub struct Collector {
     pub nats: NatsConfig,
     pub cfg: CollectorConfig,
     pub metrics: CollectorMetrics,
+    /// Readiness: `database_writes` is false while a batch write is retried.
+    pub health: events_common::health::Health,
     /// Cancelled on shutdown: workers finish (and ack) their current batch,
     /// then stop fetching.
     pub stop: CancellationToken,

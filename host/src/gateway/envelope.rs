@@ -13,6 +13,10 @@ pub enum BodyError {
     Shape,
 }
 
+/// Longest `eventId` taken, in bytes: ids are indexed and carried in
+/// headers and dead letters, so they are bounded.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
 /// Deepest nesting of arrays and objects a body may have (the outer array
 /// counts as one level).
 pub const MAX_DEPTH: usize = 128;
@@ -126,6 +130,14 @@ pub fn check(raw: &RawValue, has_source: impl Fn(&str) -> bool) -> Envelope {
         (Some(_), Some(id)) if id.is_empty() => env
             .reasons
             .push(("eventId".into(), "must not be empty".into())),
+        (Some(_), Some(id)) if id.len() > MAX_EVENT_ID_BYTES => env.reasons.push((
+            "eventId".into(),
+            format!("is {} bytes, more than {MAX_EVENT_ID_BYTES}", id.len()),
+        )),
+        (Some(_), Some(id)) if id.chars().any(char::is_control) => env.reasons.push((
+            "eventId".into(),
+            "must not contain control characters (NUL, newlines, ...)".into(),
+        )),
         _ => {}
     }
     match (&fields.source, &env.source) {
@@ -135,7 +147,10 @@ pub fn check(raw: &RawValue, has_source: impl Fn(&str) -> bool) -> Envelope {
             .push(("source".into(), "must be a string".into())),
         (Some(_), Some(s)) if !has_source(s) => env.reasons.push((
             "source".into(),
-            format!("unknown source {s:?}: no plugin is loaded for it"),
+            format!(
+                "unknown source {:?}: no plugin is loaded for it",
+                s.chars().take(64).collect::<String>()
+            ),
         )),
         _ => {}
     }
@@ -201,6 +216,8 @@ mod tests {
             (r#"{"eventId":"x","source":"myspace"}"#, "source"),
             (r#"{"eventId":"x","source":true}"#, "source"),
             (r#"{"eventId":"x","eventId":"y","source":"facebook"}"#, "$"),
+            (r#"{"eventId":"a\u0000b","source":"facebook"}"#, "eventId"),
+            (r#"{"eventId":"a\nb","source":"facebook"}"#, "eventId"),
         ];
         for (json, field) in cases {
             let env = check(&raw(json), known);
@@ -210,6 +227,10 @@ mod tests {
                 "{json}"
             );
         }
+        let long = format!(r#"{{"eventId":"{}","source":"facebook"}}"#, "x".repeat(257));
+        assert_eq!(check(&raw(&long), known).reasons[0].0, "eventId");
+        let fits = format!(r#"{{"eventId":"{}","source":"facebook"}}"#, "é".repeat(128));
+        assert!(check(&raw(&fits), known).reasons.is_empty());
         // An eventType that is not a string is the plugin's business.
         assert!(check(
             &raw(r#"{"eventId":"x","source":"facebook","eventType":[1]}"#),

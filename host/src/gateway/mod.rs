@@ -357,24 +357,34 @@ fn known_source(env: &envelope::Envelope) -> Option<&str> {
 }
 
 fn dead_letter(env: &envelope::Envelope, payload: &[u8], max: usize, cid: &str) -> DeadLetter {
-    // A dead letter must fit in one NATS message too; an oversized event is
-    // kept truncated, and its reason says so.
-    let keep = payload.len().min(max / 2);
+    // A dead letter must fit in one NATS message whatever the element held:
+    // the raw event is kept up to a quarter of a message (JSON escaping can
+    // double it; a reason says when it was cut) and every other field is
+    // bounded.
+    let keep = payload.len().min(max / 4);
     let raw = String::from_utf8_lossy(&payload[..keep]).into_owned();
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    let mut reasons: Vec<serde_json::Value> = env
+        .reasons
+        .iter()
+        .take(16)
+        .map(|(field, message)| serde_json::json!({"field": cut(field, 256), "message": cut(message, 1024)}))
+        .collect();
+    if keep < payload.len() {
+        reasons.push(serde_json::json!({"field": "$", "message": format!("raw cut to its first {keep} of {} bytes", payload.len())}));
+    }
     DeadLetter {
         stage: "gateway".into(),
-        source: env.source.clone(),
-        event_id: env.event_id.clone(),
-        reasons: serde_json::Value::Array(
-            env.reasons
-                .iter()
-                .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
-                .collect(),
-        ),
+        source: env.source.as_deref().map(|s| cut(s, 64)),
+        event_id: env
+            .event_id
+            .as_deref()
+            .map(|s| cut(s, envelope::MAX_EVENT_ID_BYTES)),
+        reasons: serde_json::Value::Array(reasons),
         raw,
         plugin_name: None,
         plugin_version: None,
-        correlation_id: Some(cid.to_string()),
+        correlation_id: Some(cut(cid, 256)),
         dedup_key: None,
     }
 }

@@ -154,6 +154,11 @@ impl Validator {
 
     fn as_str<'v>(&mut self, path: &str, v: &'v Value<'_>) -> Option<&'v str> {
         match v {
+            // PostgreSQL text cannot hold NUL: refused here, with its field.
+            Value::String(s) if s.contains('\0') => {
+                self.issue(path, "must not contain NUL characters (\\u0000)");
+                None
+            }
             Value::String(s) => Some(s.as_ref()),
             other => {
                 self.type_issue(path, "a string", other);
@@ -285,7 +290,7 @@ impl Validator {
         if !is_amount(s) {
             self.type_issue(
                 path,
-                "a decimal string matching ^[0-9]+(\\.[0-9]{1,2})?$",
+                "a decimal string matching ^[0-9]{1,15}(\\.[0-9]{1,2})?$",
                 v,
             );
             return None;
@@ -375,7 +380,10 @@ impl Validator {
     }
 }
 
-/// `^[0-9]+(\.[0-9]{1,2})?$` on ASCII digits, exactly (no sign, exponent or whitespace).
+/// Most integer digits of an amount: sums of many stay exact in the reports' decimals.
+pub const MAX_AMOUNT_DIGITS: usize = 15;
+
+/// `^[0-9]{1,15}(\.[0-9]{1,2})?$` on ASCII digits, exactly (no sign, exponent or whitespace).
 pub fn is_amount(s: &str) -> bool {
     let (int, frac) = match s.split_once('.') {
         Some((i, f)) => (i, Some(f)),
@@ -383,6 +391,7 @@ pub fn is_amount(s: &str) -> bool {
     };
     let all_digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
     !int.is_empty()
+        && int.len() <= MAX_AMOUNT_DIGITS
         && all_digits(int)
         && frac.is_none_or(|f| (1..=2).contains(&f.len()) && all_digits(f))
 }

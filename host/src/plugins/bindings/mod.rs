@@ -140,9 +140,10 @@ pub fn convert_result(r: wit::EventResult, source: &str) -> Result<EventResult, 
         }
         wit::EventResult::Ok(e) => {
             // Valid WIT values the database cannot hold (age > i32::MAX,
-            // followers > i64::MAX) reject that event only: a source may
-            // legitimately send them, and they must not fail the whole batch.
-            if let Some(issue) = unstorable(&e.demographics) {
+            // followers > i64::MAX, NUL in a string, amounts beyond 15
+            // integer digits) reject that event only: they must not fail the
+            // whole batch, nor overflow a report's sums later.
+            if let Some(issue) = unstorable(&e) {
                 return Ok(EventResult::Rejected(vec![issue]));
             }
             convert_event(e, source).map(|e| EventResult::Ok(Box::new(e)))
@@ -150,7 +151,11 @@ pub fn convert_result(r: wit::EventResult, source: &str) -> Result<EventResult, 
     }
 }
 
-fn unstorable(d: &wit::Demographics) -> Option<Issue> {
+/// Most integer digits of a stored amount (sums stay exact in the reports).
+pub const MAX_AMOUNT_DIGITS: usize = 15;
+
+fn unstorable(e: &wit::NormalizedEvent) -> Option<Issue> {
+    let d = &e.demographics;
     let too_big = |field: &str, got: u64, max: u64| Issue {
         field: field.into(),
         message: format!("is {got}, more than the host can store ({max})"),
@@ -158,9 +163,32 @@ fn unstorable(d: &wit::Demographics) -> Option<Issue> {
     if let Some(age) = d.age.filter(|a| *a > i32::MAX as u32) {
         return Some(too_big("demographics.age", age.into(), i32::MAX as u64));
     }
-    d.followers
-        .filter(|f| *f > i64::MAX as u64)
-        .map(|f| too_big("demographics.followers", f, i64::MAX as u64))
+    if let Some(f) = d.followers.filter(|f| *f > i64::MAX as u64) {
+        return Some(too_big("demographics.followers", f, i64::MAX as u64));
+    }
+    if let Some(r) = &e.revenue {
+        let digits = r.split('.').next().map_or(0, str::len);
+        if digits > MAX_AMOUNT_DIGITS {
+            return Some(Issue::new(
+                "revenue",
+                format!("has {digits} integer digits, more than {MAX_AMOUNT_DIGITS}"),
+            ));
+        }
+    }
+    let strings = [
+        ("eventId", Some(&e.event_id)),
+        ("eventType", Some(&e.event_type)),
+        ("userId", Some(&e.user_id)),
+        ("campaignId", e.campaign_id.as_ref()),
+        ("demographics.gender", d.gender.as_ref()),
+        ("demographics.country", d.country.as_ref()),
+        ("demographics.city", d.city.as_ref()),
+        ("demographics.device", d.device.as_ref()),
+    ];
+    strings
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
+        .map(|(field, _)| Issue::new(field, "contains NUL, which the database cannot store"))
 }
 
 fn convert_event(e: wit::NormalizedEvent, source: &str) -> Result<NormalizedEvent, String> {
