@@ -224,14 +224,20 @@ impl Report {
             .collect();
 
         let mut t = Vec::new();
-        if let (Some(r), Some(c)) = (self.ratio_stream_e2e_to_copy_real, real) {
+        // Sustained capacity is the load phase's (offered above capacity);
+        // the stream phase is bounded by what the publisher offers.
+        let sustained = max_sustained
+            .zip(self.ratio_max_sustained_to_copy_real)
+            .map(|(x, r)| ("load", x, r))
+            .or_else(|| {
+                stream_e2e
+                    .zip(self.ratio_stream_e2e_to_copy_real)
+                    .map(|(x, r)| ("stream", x, r))
+            });
+        if let (Some((phase, x, r)), Some(c)) = (sustained, real) {
             t.push(Target {
-                name: "stream E2E >= 0.5 x real-schema COPY floor".into(),
-                value: format!(
-                    "{:.0} ev/s = {:.2} x {c:.0} rows/s",
-                    stream_e2e.unwrap_or(0.0),
-                    r
-                ),
+                name: "sustained E2E >= 0.5 x real-schema COPY floor".into(),
+                value: format!("{phase}: {x:.0} ev/s = {r:.2} x {c:.0} rows/s"),
                 met: Some(r >= 0.5),
             });
         }
@@ -700,7 +706,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no target {prefix}"))
                 .met
         };
-        assert_eq!(met("stream E2E >= 0.5 x real-schema"), Some(true));
+        assert_eq!(met("sustained E2E >= 0.5 x real-schema"), Some(true));
         assert_eq!(met("nats-server CPU"), Some(true));
         assert_eq!(met("CPU/event"), Some(true));
         assert_eq!(met("post50k"), Some(true));
