@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     pipeline::{
-        expected_counts, held_post, post, spawn_load, wait_until, Host, Ledger, LoadResult,
+        assert_exact_answer, held_post, post, spawn_load, wait_until, Host, Ledger, LoadResult,
         LoadSpec, Pipeline, SHARED_NATS, SHARED_PG,
     },
     services::{NatsServer, Postgres},
@@ -340,17 +340,7 @@ impl HeldPosts {
         let mut ledger = Ledger::default();
         for (handle, batch) in self.handles.into_iter().zip(self.batches) {
             let (status, reply) = handle.await.unwrap().unwrap();
-            assert_eq!(status, 200, "{reply}");
-            let (a, r, d) = expected_counts(&batch);
-            assert_eq!(
-                (
-                    reply["accepted"].as_u64(),
-                    reply["rejected"].as_u64(),
-                    reply["duplicates"].as_u64()
-                ),
-                (Some(a as u64), Some(r as u64), Some(d as u64)),
-                "{reply}"
-            );
+            assert_exact_answer(status, &reply, &batch);
             ledger.record(&[(batch, true)]);
         }
         ledger

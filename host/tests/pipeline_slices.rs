@@ -5,7 +5,9 @@
 mod common;
 
 use async_nats::jetstream::message::StreamMessage;
-use common::pipeline::{expected_counts, post, wait_until, Ledger, Pipeline, SHARED_PG};
+use common::pipeline::{
+    assert_exact_answer, expected_counts, post, wait_until, Ledger, Pipeline, SHARED_PG,
+};
 use common::plugins::{dist_file, test_wasm, PluginDir};
 use common::services::NatsServer;
 use events_host::wire::{self, COUNT_HEADER};
@@ -73,17 +75,7 @@ async fn post_batch(p: &Pipeline, url: &str, batch: &Batch, cid: &str) {
     let (status, reply) = post(&p.http, url, batch.body(), &[("x-correlation-id", cid)])
         .await
         .unwrap();
-    assert_eq!(status, 200, "{reply}");
-    let (a, r, d) = expected_counts(batch);
-    assert_eq!(
-        (
-            reply["accepted"].as_u64(),
-            reply["rejected"].as_u64(),
-            reply["duplicates"].as_u64()
-        ),
-        (Some(a as u64), Some(r as u64), Some(d as u64)),
-        "{reply}"
-    );
+    assert_exact_answer(status, &reply, batch);
 }
 
 /// Checks the stream holds `batch`'s accepted events as slices, each source's

@@ -10,7 +10,7 @@ mod load;
 pub use super::services::{free_port, signal};
 pub use held::held_post;
 pub use host::Host;
-pub use ledger::{expected_counts, expected_row, Bad, Ledger};
+pub use ledger::{assert_exact_answer, expected_counts, expected_row, Bad, Ledger};
 pub use load::{spawn_load, LoadResult, LoadSpec, PostRecord};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgPool};

@@ -53,6 +53,22 @@ pub fn expected_counts(batch: &Batch) -> (usize, usize, usize) {
     (batch.len() - gw, gw, 0)
 }
 
+/// Asserts `reply` is the exact 200 answer for `batch` (see
+/// [`expected_counts`]).
+pub fn assert_exact_answer(status: u16, reply: &Value, batch: &Batch) {
+    assert_eq!(status, 200, "{reply}");
+    let (a, r, d) = expected_counts(batch);
+    assert_eq!(
+        (
+            reply["accepted"].as_u64(),
+            reply["rejected"].as_u64(),
+            reply["duplicates"].as_u64()
+        ),
+        (Some(a as u64), Some(r as u64), Some(d as u64)),
+        "{reply}"
+    );
+}
+
 impl Ledger {
     /// Adds the ledger of another run (with other event ids).
     pub fn merge(&mut self, other: Ledger) {
