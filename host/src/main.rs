@@ -79,7 +79,18 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let app = match events_host::startup::bind_and_build(config).await {
+        // Handlers first: a signal during startup stops it, and one sent as
+        // soon as the host reports ready is never lost.
+        let signalled = tokio_util::sync::CancellationToken::new();
+        events_common::shutdown::cancel_on_signal(signalled.clone());
+        let built = tokio::select! {
+            built = events_host::startup::bind_and_build(config) => built,
+            _ = signalled.cancelled() => {
+                tracing::info!("stopped during startup");
+                return ExitCode::SUCCESS;
+            }
+        };
+        let app = match built {
             Ok(app) => app,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "startup failed");
@@ -87,7 +98,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        events_common::shutdown::cancel_on_signal(app.stop.clone());
+        let stop = app.stop.clone();
+        tokio::spawn(async move {
+            signalled.cancelled().await;
+            stop.cancel();
+        });
         app.wait().await;
         ExitCode::SUCCESS
     })

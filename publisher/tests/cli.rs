@@ -276,7 +276,12 @@ async fn ctrl_c_stops_cleanly_with_a_summary() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Running (and its handlers installed) once it has POSTed twice.
+    let start = std::time::Instant::now();
+    while gw.seen.lock().unwrap().posts < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no POST arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])

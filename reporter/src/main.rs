@@ -20,14 +20,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = match startup::spawn(config, listener).await {
+    // Handlers before startup: a signal sent as soon as the reporter answers
+    // is never lost, and one during startup stops it.
+    let signalled = tokio_util::sync::CancellationToken::new();
+    cancel_on_signal(signalled.clone());
+    let started = tokio::select! {
+        started = startup::spawn(config, listener) => started,
+        _ = signalled.cancelled() => return ExitCode::SUCCESS,
+    };
+    let app = match started {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "startup failed");
             return ExitCode::FAILURE;
         }
     };
-    cancel_on_signal(app.shutdown.clone());
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        signalled.cancelled().await;
+        shutdown.cancel();
+    });
     match app.wait().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -59,11 +59,15 @@ pub fn spawn_producer(
 pub struct Shutdown(watch::Receiver<u32>);
 
 impl Shutdown {
+    /// Installs the signal handlers now (before the first POST), so a signal
+    /// that arrives early is never lost to the default or an inherited
+    /// "ignore" disposition.
     pub fn install() -> Self {
         let (tx, rx) = watch::channel(0u32);
+        let mut signals = Signals::install();
         tokio::spawn(async move {
             for n in 1..=2u32 {
-                wait_signal().await;
+                signals.next().await;
                 if n == 1 {
                     tracing::info!("stopping: waiting for POSTs in flight (Ctrl-C again to abort)");
                 } else {
@@ -83,27 +87,51 @@ impl Shutdown {
     }
 }
 
-async fn wait_signal() {
+/// SIGINT and SIGTERM, registered when created.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if r.is_err() { std::future::pending::<()>().await },
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+
+    /// The next signal (never, if none could be registered).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.int) => {}
+                _ = recv(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
