@@ -143,10 +143,12 @@ impl HostConfig {
                     120..=86_400,
                 )?),
                 max_bytes: vars.ranged("JETSTREAM_MAX_BYTES", 8 << 30, 1 << 20..=i64::MAX)?,
+                // 0 = no age limit (the default): unprocessed events are
+                // never expired; a full stream answers 503 instead.
                 max_age: Duration::from_secs(vars.ranged(
                     "JETSTREAM_MAX_AGE_SECS",
-                    7 * 86_400,
-                    60..=365 * 86_400,
+                    0,
+                    0..=365 * 86_400,
                 )?),
             },
             plugins: RuntimeConfig {

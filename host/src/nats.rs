@@ -174,6 +174,34 @@ async fn durable(
         .map_err(|e| NatsError::Setup(format!("consumer {name}: {e}")))
 }
 
+/// `jetstream_oldest_unprocessed_age_seconds`: how long the oldest message
+/// of the events stream (a work queue: the backlog) has waited; 0 when empty.
+/// Events are never expired by age by default, so this is what an operator
+/// watches instead.
+#[derive(Clone)]
+pub struct OldestGauge(prometheus::Gauge);
+
+impl OldestGauge {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let g = prometheus::Gauge::new(
+            "jetstream_oldest_unprocessed_age_seconds",
+            "Age of the oldest unprocessed message in the events stream (0 when empty)",
+        )?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(Self(g))
+    }
+
+    pub fn observe(&self, state: &stream::State) {
+        let first_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+        let age = if state.messages > 0 {
+            (chrono::Utc::now().timestamp_millis() - first_ms).max(0) as f64 / 1000.0
+        } else {
+            0.0
+        };
+        self.0.set(age);
+    }
+}
+
 /// The subject a slice of `source`'s events is published on.
 pub fn slice_subject(prefix: &str, source: &str) -> String {
     format!("{prefix}.{source}.batch")

@@ -83,6 +83,7 @@ pub async fn build(
     nats::ensure_streams_with_retry(&js, &config.nats, &stop).await?;
     let probe_js = js.clone();
     let stream_name = config.nats.stream.clone();
+    let oldest = nats::OldestGauge::new(&registry)?;
     health.spawn_probe(
         "jetstream",
         Duration::from_secs(1),
@@ -90,9 +91,11 @@ pub async fn build(
         move || {
             let js = probe_js.clone();
             let name = stream_name.clone();
+            let oldest = oldest.clone();
             async move {
                 match js.get_stream(&name).await {
                     Ok(mut s) => s.info().await.is_ok_and(|i| {
+                        oldest.observe(&i.state);
                         i.config.max_bytes < 0
                             || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99
                     }),

@@ -231,3 +231,89 @@ async fn a_huge_refused_element_costs_its_siblings_nothing() {
     );
     assert!(reasons.to_string().contains("raw cut"), "{reasons}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprocessed_events_never_expire_and_their_age_is_shown() {
+    let p = Pipeline::shared("refuse_age").await;
+    let gw = p.start("gateway", "gateway", &[]).await;
+    let js = p.streams.js().await;
+    let mut stream = js.get_stream(&p.streams.stream).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.config.max_age,
+        Duration::ZERO,
+        "no age limit by default"
+    );
+
+    // No collector yet: the backlog waits, and its age is visible.
+    let b = batch(45, 200);
+    post_ok(&p, &gw, b.body()).await;
+    let age = |h: &Host| {
+        let url = h.url("/metrics");
+        let http = p.http.clone();
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            common::pipeline::Metrics(text).sum("jetstream_oldest_unprocessed_age_seconds", &[])
+        }
+    };
+    wait_until(
+        "the backlog's age to show",
+        Duration::from_secs(60),
+        || async { age(&gw).await >= 2.0 },
+    )
+    .await;
+
+    let _collector = p.start("collector", "collector", &[]).await;
+    let mut ledger = Ledger::default();
+    ledger.record(&[(b, true)]);
+    p.settle(&ledger, Duration::from_secs(60)).await;
+    ledger.check(&p.db.pool).await;
+    wait_until("the age to drop to 0", Duration::from_secs(30), || async {
+        age(&gw).await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_may_use_the_same_event_id() {
+    let p = Pipeline::shared("refuse_shared_id").await;
+    let host = p.start("all", "all", &[]).await;
+    let mut g = Generator::new(GeneratorConfig {
+        seed: Some(46),
+        ..Default::default()
+    });
+    let mut fb = g
+        .event(
+            events_publisher::Source::Facebook,
+            events_publisher::FunnelStage::Top,
+            "ad.view",
+        )
+        .unwrap();
+    let mut tt = g
+        .event(
+            events_publisher::Source::Tiktok,
+            events_publisher::FunnelStage::Top,
+            "video.view",
+        )
+        .unwrap();
+    fb["eventId"] = json!("shared-1");
+    tt["eventId"] = json!("shared-1");
+    let reply = post_ok(&p, &host, serde_json::to_vec(&[&fb, &tt]).unwrap()).await;
+    assert_eq!(reply["accepted"], 2, "{reply}");
+    // The same event again is still a duplicate within its source.
+    post_ok(&p, &host, serde_json::to_vec(&[&fb]).unwrap()).await;
+    wait_until("both stored", Duration::from_secs(60), || async {
+        p.db.count("events").await == 2 && p.streams.backlog().await == Some(0)
+    })
+    .await;
+    let sources: Vec<(String,)> =
+        sqlx::query_as("SELECT source FROM events WHERE event_id = 'shared-1' ORDER BY source")
+            .fetch_all(&p.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        sources,
+        [("facebook".to_string(),), ("tiktok".to_string(),)]
+    );
+    assert_eq!(p.db.count("dead_letters").await, 0);
+}

@@ -1,5 +1,5 @@
 //! One statement per batch: the rows travel as parallel arrays through
-//! `UNNEST` and `ON CONFLICT (event_id) DO NOTHING` makes the first valid
+//! `UNNEST` and `ON CONFLICT (source, event_id) DO NOTHING` makes the first valid
 //! write win. Report rollups are maintained by a trigger on `events` from the
 //! rows actually inserted (see `migrations/`), in the same transaction.
 use crate::plugins::{Identity, NormalizedEvent};
@@ -77,7 +77,7 @@ pub async fn insert_events(
               AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
                    campaign_id, age, gender, country, city, followers, device, raw,
                    plugin_name, plugin_version, correlation_id)
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (source, event_id) DO NOTHING",
     )
     .bind(&event_id)
     .bind(&source)

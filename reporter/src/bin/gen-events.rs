@@ -1,5 +1,5 @@
 //! Loads realistic generated events into PostgreSQL for benchmarks and
-//! demos, through the same `INSERT ... ON CONFLICT (event_id) DO NOTHING`
+//! demos, through the same `INSERT ... ON CONFLICT (source, event_id) DO NOTHING`
 //! path the collectors use, so the rollup triggers maintain the rollups as
 //! in production.
 //!

@@ -90,4 +90,4 @@ SELECT f.event_id, f.source, f.stage, f.event_type, f.occurred_at, f.user_id, f.
                               'country', f.country, 'city', f.city, 'device', f.device))),
        f.source || '-plugin', '1.0.0', f.occurred_at + interval '1 second'
 FROM full_ev f
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (source, event_id) DO NOTHING

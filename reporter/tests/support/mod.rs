@@ -219,7 +219,7 @@ pub async fn insert(pool: &PgPool, events: &[Event]) -> u64 {
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
          $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
          $13::int8[], $14::text[], $15::text[]::json[], $16::text[], $17::text[]) \
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (source, event_id) DO NOTHING",
     )
     .bind(col(&|e| Some(e.event_id.clone())))
     .bind(col(&|e| Some(e.source.clone())))
