@@ -62,6 +62,9 @@ pub struct GatewayConfig {
     pub publish_timeout: Duration,
     /// Error entries returned in a response (counts stay exact).
     pub max_errors: usize,
+    /// Elements a request may carry (413 above): bounds per-element state,
+    /// which a body of tiny elements would make far larger than its bytes.
+    pub max_events: usize,
     pub webhook_secret: Option<String>,
     /// Request bodies held at once (read, parsed or publishing); requests
     /// beyond it wait before their body is read, bounding memory under
@@ -183,6 +186,7 @@ impl HostConfig {
                 slice_events: vars.ranged("GATEWAY_SLICE_EVENTS", 1000, 1..=100_000)?,
                 publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
+                max_events: vars.ranged("GATEWAY_MAX_EVENTS", 100_000, 1..=10_000_000)?,
                 webhook_secret: vars.raw("WEBHOOK_SECRET"),
                 max_inflight_bytes: vars.ranged(
                     "GATEWAY_MAX_INFLIGHT_BYTES",

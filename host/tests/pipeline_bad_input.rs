@@ -363,3 +363,55 @@ async fn overlapping_posts_wait_for_the_inflight_budget() {
     }
     no_5xx_and_ready(&h).await;
 }
+
+/// Peak resident memory of a process, MB (`VmHWM`).
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn element_bombs_are_refused_before_costing_memory() {
+    let p = Pipeline::shared("bad_bombs").await;
+    let h = p
+        .start(
+            "gateway",
+            "gateway",
+            &[("GATEWAY_BODY_LIMIT_BYTES", &(64 << 20).to_string())],
+        )
+        .await;
+    let before = peak_rss_mb(h.pid());
+    let mut peaks = Vec::new();
+    // 3 MB of 1.5 million elements, then 64 MiB of ~33 million.
+    for elements in [1_500_000usize, (64 << 20) / 2 - 1] {
+        let mut body = Vec::with_capacity(elements * 2 + 1);
+        body.push(b'[');
+        for _ in 0..elements - 1 {
+            body.extend_from_slice(b"1,");
+        }
+        body.extend_from_slice(b"1]");
+        let (status, reply) = send(&p, &h, body, Some("application/json"), &[]).await;
+        assert_eq!(status, 413, "{reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("GATEWAY_MAX_EVENTS"),
+            "{reply}"
+        );
+        peaks.push(peak_rss_mb(h.pid()));
+    }
+    println!(
+        "element bombs: gateway peak RSS {before:.0} MB at start, {:.0} MB after the 3 MB bomb, {:.0} MB after the 64 MiB bomb",
+        peaks[0], peaks[1]
+    );
+    // The 64 MiB body itself is held while it is checked; per-element state
+    // (which used to cost gigabytes) is never built.
+    assert!(peaks[1] - before < 400.0, "{before} -> {peaks:?}");
+    let (status, _) = send(&p, &h, b"[]".to_vec(), Some("application/json"), &[]).await;
+    assert_eq!(status, 200, "still serving");
+}

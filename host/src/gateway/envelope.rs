@@ -11,6 +11,9 @@ pub enum BodyError {
     Json(String),
     #[error("body must be a JSON array of events or a single event object")]
     Shape,
+    /// Answered 413: per-element state would cost far more than the bytes.
+    #[error("body has at least {found} elements, more than the {max} a request may carry (GATEWAY_MAX_EVENTS)")]
+    TooManyElements { found: usize, max: usize },
 }
 
 /// Longest `eventId` taken, in bytes: ids are indexed and carried in
@@ -21,14 +24,23 @@ pub const MAX_EVENT_ID_BYTES: usize = 256;
 /// counts as one level).
 pub const MAX_DEPTH: usize = 128;
 
-/// Splits a body into its events' raw JSON, borrowed from `body`.
-pub fn split(body: &[u8]) -> Result<Vec<&RawValue>, BodyError> {
+/// Splits a body into its events' raw JSON, borrowed from `body`; at most
+/// `max_elements` of them.
+pub fn split(body: &[u8], max_elements: usize) -> Result<Vec<&RawValue>, BodyError> {
     // serde_json does not apply its recursion limit to values it keeps raw,
-    // so the depth is checked first, in one cheap pass.
-    if let Some(depth) = too_deep(body) {
+    // so the depth is checked first, in one cheap pass, which also counts
+    // the elements before any per-element memory is spent.
+    let scan = scan(body, max_elements);
+    if let Some(depth) = scan.too_deep {
         return Err(BodyError::Json(format!(
             "nesting deeper than {MAX_DEPTH} levels (at least {depth})"
         )));
+    }
+    if scan.elements > max_elements {
+        return Err(BodyError::TooManyElements {
+            found: scan.elements,
+            max: max_elements,
+        });
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
@@ -45,10 +57,18 @@ pub fn split(body: &[u8]) -> Result<Vec<&RawValue>, BodyError> {
     }
 }
 
-/// `Some(depth)` when brackets outside strings nest deeper than
-/// [`MAX_DEPTH`].
-fn too_deep(body: &[u8]) -> Option<usize> {
+struct Scan {
+    /// `Some(depth)` when brackets outside strings nest deeper than
+    /// [`MAX_DEPTH`].
+    too_deep: Option<usize>,
+    /// Elements of a top-level array (an upper bound for malformed input),
+    /// counted up to just past `max_elements`.
+    elements: usize,
+}
+
+fn scan(body: &[u8], max_elements: usize) -> Scan {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut elements, mut array_root, mut seen_value) = (0usize, false, false);
     for &b in body {
         if in_string {
             match b {
@@ -59,19 +79,42 @@ fn too_deep(body: &[u8]) -> Option<usize> {
             }
             continue;
         }
+        if depth == 1
+            && array_root
+            && !b.is_ascii_whitespace()
+            && b != b','
+            && b != b']'
+            && !seen_value
+        {
+            seen_value = true;
+            elements += 1;
+            if elements > max_elements {
+                break;
+            }
+        }
         match b {
             b'"' => in_string = true,
             b'[' | b'{' => {
+                if depth == 0 && b == b'[' {
+                    array_root = true;
+                }
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Some(depth);
+                    return Scan {
+                        too_deep: Some(depth),
+                        elements,
+                    };
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => seen_value = false,
             _ => {}
         }
     }
-    None
+    Scan {
+        too_deep: None,
+        elements,
+    }
 }
 
 #[derive(Deserialize)]
@@ -168,32 +211,55 @@ mod tests {
     #[test]
     fn splits_arrays_and_single_objects_without_copying() {
         let body = br#" [ {"a":1}, {"b":[2]} ] "#;
-        let parts = split(body).unwrap();
+        let parts = split(body, usize::MAX).unwrap();
         assert_eq!(
             parts.iter().map(|p| p.get()).collect::<Vec<_>>(),
             [r#"{"a":1}"#, r#"{"b":[2]}"#]
         );
-        assert_eq!(split(br#"{"x":1}"#).unwrap().len(), 1);
-        assert_eq!(split(b"[]").unwrap().len(), 0);
+        assert_eq!(split(br#"{"x":1}"#, usize::MAX).unwrap().len(), 1);
+        assert_eq!(split(b"[]", usize::MAX).unwrap().len(), 0);
     }
 
     #[test]
     fn refuses_bad_bodies() {
-        assert!(matches!(split(b"42"), Err(BodyError::Shape)));
-        assert!(matches!(split(b"\"x\""), Err(BodyError::Shape)));
-        assert!(matches!(split(b"[1,"), Err(BodyError::Json(_))));
-        assert!(matches!(split(b""), Err(BodyError::Json(_))));
+        assert!(matches!(split(b"42", usize::MAX), Err(BodyError::Shape)));
+        assert!(matches!(split(b"\"x\"", usize::MAX), Err(BodyError::Shape)));
+        assert!(matches!(split(b"[1,", usize::MAX), Err(BodyError::Json(_))));
+        assert!(matches!(split(b"", usize::MAX), Err(BodyError::Json(_))));
         let deep = format!("[{}{}]", "[".repeat(200), "]".repeat(200));
-        assert!(matches!(split(deep.as_bytes()), Err(BodyError::Json(_))));
+        assert!(matches!(
+            split(deep.as_bytes(), usize::MAX),
+            Err(BodyError::Json(_))
+        ));
         let ok_depth = format!("[{}{}]", "[".repeat(127), "]".repeat(127));
-        assert!(split(ok_depth.as_bytes()).is_ok());
+        assert!(split(ok_depth.as_bytes(), usize::MAX).is_ok());
         // Brackets inside strings do not count.
         let in_string = format!(
             r#"[{{"eventId":"{}\\\"{}"}}]"#,
             "[".repeat(300),
             "{".repeat(300)
         );
-        assert_eq!(split(in_string.as_bytes()).unwrap().len(), 1);
+        assert_eq!(split(in_string.as_bytes(), usize::MAX).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn element_counts_are_bounded_before_parsing() {
+        assert!(split(b"[1,2,3]", 3).is_ok());
+        assert!(matches!(
+            split(b"[1,2,3,4]", 3),
+            Err(BodyError::TooManyElements { found: 4, max: 3 })
+        ));
+        // Commas inside strings and nested values do not count.
+        let body = br#"[{"a":[1,2,3],"b":"x,y,z"} , "p,q" ,[4,5]]"#;
+        assert_eq!(split(body, 3).unwrap().len(), 3);
+        assert!(split(body, 2).is_err());
+        assert!(split(b"[]", 0).is_ok());
+        assert_eq!(split(br#"{"x":[1,2,3]}"#, 1).unwrap().len(), 1);
+        let bomb = format!("[{}1]", "1,".repeat(1_500_000));
+        assert!(matches!(
+            split(bomb.as_bytes(), 100_000),
+            Err(BodyError::TooManyElements { found: 100_001, .. })
+        ));
     }
 
     #[test]

@@ -160,16 +160,21 @@ async fn webhook(
     // Parsing 25 MB is CPU work: keep it off the async workers.
     let plugins = gw.plugins.clone();
     let body = bytes.clone();
-    let checked = match tokio::task::spawn_blocking(move || check_body(&body, &plugins)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => {
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("body check failed: {e}"),
-            )
-        }
-    };
+    let max_events = gw.cfg.max_events;
+    let checked =
+        match tokio::task::spawn_blocking(move || check_body(&body, &plugins, max_events)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e @ envelope::BodyError::TooManyElements { .. })) => {
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => {
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("body check failed: {e}"),
+                )
+            }
+        };
     let total = checked.len();
     match publish_checked(&gw, &bytes, checked, &cid.0).await {
         Ok(resp) => {
@@ -204,10 +209,14 @@ async fn discard(mut body: Body, max: usize) {
     }
 }
 
-fn check_body(body: &Bytes, plugins: &PluginRuntime) -> Result<Vec<Checked>, envelope::BodyError> {
+fn check_body(
+    body: &Bytes,
+    plugins: &PluginRuntime,
+    max_events: usize,
+) -> Result<Vec<Checked>, envelope::BodyError> {
     let base = body.as_ptr() as usize;
     let sources = plugins.sources();
-    let elements = envelope::split(body)?;
+    let elements = envelope::split(body, max_events)?;
     Ok(elements
         .into_iter()
         .map(|raw| {
