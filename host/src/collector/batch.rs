@@ -148,27 +148,27 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     m.batch_size.with_label_values(&[source]).observe(n as f64);
 
     // Not UTF-8 (only a hand-made message can be): no plugin can read it.
-    let (texts, not_text): (Vec<&Event>, Vec<&Event>) = events
-        .iter()
-        .partition(|e| std::str::from_utf8(&e.bytes).is_ok());
-    dead.extend(not_text.iter().map(|e| {
-        e.dead_letter(
-            source,
-            "delivery",
-            serde_json::json!([{"field": "$", "message": "event is not valid UTF-8"}]),
-        )
-    }));
-    let bytes: Vec<Bytes> = texts.iter().map(|e| e.bytes.clone()).collect();
+    let mut texts: Vec<(&Event, &str)> = Vec::with_capacity(events.len());
+    for e in &events {
+        match std::str::from_utf8(&e.bytes) {
+            Ok(text) => texts.push((e, text)),
+            Err(_) => dead.push(e.dead_letter(
+                source,
+                "delivery",
+                serde_json::json!([{"field": "$", "message": "event is not valid UTF-8"}]),
+            )),
+        }
+    }
+    let bytes: Vec<Bytes> = texts.iter().map(|(e, _)| e.bytes.clone()).collect();
     let verdicts = normalize(&plugin, &bytes).await;
     let id: &Identity = plugin.identity();
     let mut rows = Vec::with_capacity(texts.len());
-    for (event, verdict) in texts.iter().zip(&verdicts) {
+    for ((event, text), verdict) in texts.iter().zip(&verdicts) {
         let (stage, reasons) = match verdict {
             Ok(EventResult::Ok(normalized)) => {
                 rows.push(EventRow {
                     event: normalized,
-                    // UTF-8 was checked above.
-                    raw: std::str::from_utf8(&event.bytes).unwrap_or_default(),
+                    raw: text,
                     plugin: id,
                     correlation_id: event.from.correlation_id.as_deref(),
                 });

@@ -278,11 +278,12 @@ async fn publish_checked(
         })
         .collect();
     let mut dead = Vec::with_capacity(rejected.len());
-    for (index, env, payload) in &rejected {
+    // A dead letter's index is its position in `rejected`.
+    for (position, (_, env, payload)) in rejected.iter().enumerate() {
         let letter = dead_letter(env, payload, gw.max_event_bytes, cid);
         let json = serde_json::to_vec(&letter).unwrap_or_default();
         dead.push(Outgoing {
-            index: *index,
+            index: position,
             subject: gw.nats.dlq_subject("gateway"),
             msg_id: nats::message_id("dlq", &json),
             payload: Bytes::from(json),
@@ -321,12 +322,9 @@ async fn publish_checked(
             }
         }
     }
-    for (index, ack) in &dead_acks {
-        let source = rejected
-            .iter()
-            .find(|r| r.0 == *index)
-            .and_then(|r| known_source(&r.1))
-            .unwrap_or("unknown");
+    for (position, ack) in &dead_acks {
+        let (index, env, _) = &rejected[*position];
+        let source = known_source(env).unwrap_or("unknown");
         m.processed.with_label_values(&[source]).inc();
         m.failed.with_label_values(&[source, "envelope"]).inc();
         if let Acked::Failed(e) = ack {
