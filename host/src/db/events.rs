@@ -23,6 +23,14 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(0);
     }
+    // Inserted in key order: two batches holding the same events (a re-sent
+    // event, a redelivery) then wait on each other's keys in one order and
+    // cannot deadlock; arrival order would.
+    let mut rows: Vec<&EventRow<'_>> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| {
+        (a.event.source.as_str(), a.event.event_id.as_str())
+            .cmp(&(b.event.source.as_str(), b.event.event_id.as_str()))
+    });
     let n = rows.len();
     let mut event_id = Vec::with_capacity(n);
     let mut source = Vec::with_capacity(n);
