@@ -208,3 +208,63 @@ async fn limit_defaults_to_20_campaigns() {
     assert_eq!(got, revenue_report(&events, &Query::new()));
     app.cleanup().await;
 }
+
+/// Amounts beyond a Rust decimal's 28 digits (stored before the ingestion
+/// bound existed, or by hand) are summed exactly, never a 5xx or a dropped
+/// connection; sub-cent amounts round half away from zero.
+#[tokio::test]
+async fn amounts_past_28_digits_are_summed_exactly() {
+    let app = TestApp::spawn().await;
+    let rows = [
+        (
+            "big-1",
+            "2024-03-01T10:00:00Z",
+            "12345678901234567890123456789.99",
+        ),
+        (
+            "big-2",
+            "2024-03-01T10:00:30Z",
+            "12345678901234567890123456789.99",
+        ),
+        ("cent", "2024-03-02T00:00:00Z", "0.005"),
+    ];
+    for (id, at, amount) in rows {
+        sqlx::query(
+            "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, \
+             user_id, revenue, campaign_id, raw, plugin_name, plugin_version) \
+             VALUES ($1, 'facebook', 'bottom', 'purchase', $2::timestamptz, 'u', $3::numeric, \
+             'camp-big', '{}', 'facebook', '1.0.0')",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(amount)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let total = "24691357802469135780246913579.99";
+    // All time (rollups), and a window with raw edges read from `events`.
+    for path in [
+        PATH.to_string(),
+        format!("{PATH}?from=2024-03-01T10:00:10Z&to=2024-03-02T00:00:00.5Z&granularity=hour"),
+    ] {
+        let (status, got) = app.get(&path).await;
+        assert_eq!(status, 200, "{path}: {got}");
+        if path == PATH {
+            assert_eq!(got["totalRevenue"], total, "{got}");
+            assert_eq!(got["bySource"][0]["revenue"], total);
+            assert_eq!(got["byCampaign"][0]["revenue"], total);
+            assert_eq!(got["transactions"], 3);
+        } else {
+            assert_eq!(
+                got["totalRevenue"], "12345678901234567890123456790.00",
+                "{got}"
+            );
+            assert_eq!(
+                got["timeline"]["buckets"][0]["revenue"],
+                "12345678901234567890123456789.99"
+            );
+        }
+    }
+    app.cleanup().await;
+}

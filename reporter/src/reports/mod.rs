@@ -6,7 +6,6 @@ pub mod revenue;
 
 use crate::params::{self, Checker, Granularity, Window};
 use chrono::{DateTime, TimeDelta, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 /// What the report handlers share.
@@ -97,34 +96,16 @@ pub async fn granularity(
     Ok(Granularity::finest_for(start, end))
 }
 
-/// Money as the answers show it: a decimal string with exactly two decimals.
-/// The sums come from `numeric` and stay exact; rounding (half away from
-/// zero) only matters if a source ever stores sub-cent amounts.
-pub fn money(amount: Decimal) -> String {
-    let mut d = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    d.rescale(2);
-    d.to_string()
+/// SQL for money as the answers show it: a decimal string with exactly two
+/// decimals, computed by PostgreSQL from the exact `numeric` sum `expr`, so
+/// it holds at any magnitude (a Rust decimal type stops at 28 digits).
+/// Rounding (half away from zero) only matters if a source ever stores
+/// sub-cent amounts.
+pub fn money_sql(expr: &str) -> String {
+    format!("round({expr}, 2)::text")
 }
 
 /// Orders by count descending, then by name: the order of every top list.
 pub fn by_count_then_name<K: Ord>(a: &(K, i64), b: &(K, i64)) -> std::cmp::Ordering {
     b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::str::FromStr;
-
-    #[test]
-    fn money_has_two_decimals() {
-        assert_eq!(money(Decimal::from_str("0").unwrap()), "0.00");
-        assert_eq!(money(Decimal::from_str("12.5").unwrap()), "12.50");
-        assert_eq!(money(Decimal::from_str("12345.67").unwrap()), "12345.67");
-        assert_eq!(money(Decimal::from_str("0.005").unwrap()), "0.01");
-        assert_eq!(
-            money(Decimal::from_str("99999999999999.99").unwrap()),
-            "99999999999999.99"
-        );
-    }
 }

@@ -1,6 +1,6 @@
 //! `GET /api/v1/reports/revenue`: revenue and transactions (events with a
 //! non-null `revenue`) by source, top campaigns, and a timeline.
-use super::{granularity, money, snapshot, AppState, Common};
+use super::{granularity, money_sql, snapshot, AppState, Common};
 use crate::{
     error::{ApiError, ErrorBody},
     params::{self, Checker, Granularity, Window},
@@ -11,7 +11,6 @@ use axum::{
     Json,
 };
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
@@ -178,7 +177,10 @@ pub async fn handler(
     Ok(Json(report))
 }
 
-type Sums = (String, Decimal, i64);
+/// Key, revenue as money, transactions, and the revenue of every group
+/// (the same on each row). Money is summed and formatted by PostgreSQL
+/// (`numeric`), so no stored amount can overflow a Rust decimal type.
+type Sums = (String, String, i64, String);
 
 async fn build(conn: &mut PgConnection, f: &Filters) -> Result<RevenueReport, sqlx::Error> {
     let window = f.common.window;
@@ -187,27 +189,29 @@ async fn build(conn: &mut PgConnection, f: &Filters) -> Result<RevenueReport, sq
     let by_campaign = grouped(conn, f, rollups::CAMPAIGNS, Grouping::Campaign(f.limit)).await?;
     let buckets = timeline(conn, f, window, granularity).await?;
 
-    let total_revenue: Decimal = by_source.iter().map(|(_, r, _)| *r).sum();
-    let transactions = by_source.iter().map(|(_, _, t)| *t).sum();
+    let total_revenue = by_source
+        .first()
+        .map_or_else(|| "0.00".to_string(), |(_, _, _, total)| total.clone());
+    let transactions = by_source.iter().map(|(_, _, t, _)| *t).sum();
     let (from, to) = f.common.bounds();
     Ok(RevenueReport {
         from,
         to,
-        total_revenue: money(total_revenue),
+        total_revenue,
         transactions,
         by_source: by_source
             .into_iter()
-            .map(|(source, revenue, transactions)| SourceRevenue {
+            .map(|(source, revenue, transactions, _)| SourceRevenue {
                 source,
-                revenue: money(revenue),
+                revenue,
                 transactions,
             })
             .collect(),
         by_campaign: by_campaign
             .into_iter()
-            .map(|(campaign_id, revenue, transactions)| CampaignRevenue {
+            .map(|(campaign_id, revenue, transactions, _)| CampaignRevenue {
                 campaign_id,
-                revenue: money(revenue),
+                revenue,
                 transactions,
             })
             .collect(),
@@ -217,7 +221,7 @@ async fn build(conn: &mut PgConnection, f: &Filters) -> Result<RevenueReport, sq
                 .into_iter()
                 .map(|(start, revenue, transactions)| RevenueBucket {
                     start: params::format_time(start),
-                    revenue: money(revenue),
+                    revenue,
                     transactions,
                 })
                 .collect(),
@@ -255,7 +259,9 @@ async fn grouped(
         "revenue IS NOT NULL"
     };
     let mut qb = QueryBuilder::new(format!(
-        "SELECT {key}, sum(revenue), sum(transactions)::bigint FROM ("
+        "SELECT {key}, {}, sum(transactions)::bigint, {} FROM (",
+        money_sql("sum(revenue)"),
+        money_sql("sum(sum(revenue)) OVER ()"),
     ));
     rollups::push_union(
         &mut qb,
@@ -281,7 +287,7 @@ async fn grouped(
     );
     qb.push(format_args!(
         ") AS p GROUP BY 1 HAVING sum(transactions) > 0 \
-         ORDER BY 2 DESC, {key} COLLATE \"C\""
+         ORDER BY sum(revenue) DESC, {key} COLLATE \"C\""
     ));
     if let Grouping::Campaign(limit) = grouping {
         qb.push(" LIMIT ").push_bind(limit);
@@ -296,14 +302,17 @@ async fn timeline(
     f: &Filters,
     window: Window,
     granularity: Granularity,
-) -> Result<Vec<(DateTime<Utc>, Decimal, i64)>, sqlx::Error> {
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, sqlx::Error> {
     let g = granularity.seconds();
     let family = f.family();
     let pieces = rollups::plan(window, &family.widths_for(Some(g)));
     if pieces.is_empty() {
         return Ok(Vec::new());
     }
-    let mut qb = QueryBuilder::new("SELECT start, sum(revenue), sum(transactions)::bigint FROM (");
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT start, {}, sum(transactions)::bigint FROM (",
+        money_sql("sum(revenue)")
+    ));
     rollups::push_union(
         &mut qb,
         &pieces,
