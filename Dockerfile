@@ -63,10 +63,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 events \
     && useradd --system --uid 10001 --gid events --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin events
+       --home-dir /nonexistent --shell /usr/sbin/nologin events \
+    && install -d -o events -g events -m 0700 /var/cache/events-host
 COPY --from=builder /out/ /usr/local/bin/
 COPY --from=plugins /src/dist/plugins/ /plugins/
+# The compiled-plugin cache must be private to the service user.
 ENV PLUGINS_DIR=/plugins \
+    PLUGINS_CACHE_DIR=/var/cache/events-host/plugins \
     LOG_LEVEL=info
 USER events:events
 WORKDIR /tmp

@@ -8,6 +8,7 @@
 #   DIR/test-plugins/chaos-v1.wasm (CHAOS_VERSION=1.0.0)        hostile test plugin
 #   DIR/test-plugins/chaos-v2.wasm (CHAOS_VERSION=2.0.0)
 #   DIR/test-plugins/chaos-claims-facebook.wasm (CHAOS_SOURCE=facebook)
+#   DIR/test-plugins/chaos-sleepy.wasm (CHAOS_IDENTITY_SLEEP=1: sleeps in identity)
 #   DIR/test-plugins/template.wasm                              the template, proven to build
 #   DIR/test-plugins/legacy-v0.1.wasm                           WIT 0.1.0 plugin (source legacy)
 #                                                               echoing a tampered raw
@@ -87,7 +88,7 @@ install_component() {
 # --- build ----------------------------------------------------------------------------------
 # CHAOS_* are read at compile time (option_env!), and cargo rebuilds the chaos crate when they
 # change; clear them so the first build gets the defaults whatever the caller's environment.
-unset CHAOS_SOURCE CHAOS_VERSION
+unset CHAOS_SOURCE CHAOS_VERSION CHAOS_IDENTITY_SLEEP
 cd "$REPO/plugins"
 log "building facebook, tiktok, template, legacy, chaos (release, $TRIPLE)..."
 cargo_wasm -p facebook-plugin -p tiktok-plugin -p template-plugin -p legacy-plugin -p chaos-plugin
@@ -103,6 +104,8 @@ CHAOS_VERSION=2.0.0 cargo_wasm -p chaos-plugin
 install_component chaos_plugin "$OUT/test-plugins/chaos-v2.wasm"
 CHAOS_SOURCE=facebook cargo_wasm -p chaos-plugin
 install_component chaos_plugin "$OUT/test-plugins/chaos-claims-facebook.wasm"
+CHAOS_IDENTITY_SLEEP=1 CHAOS_SOURCE=sleepy cargo_wasm -p chaos-plugin
+install_component chaos_plugin "$OUT/test-plugins/chaos-sleepy.wasm"
 
 # --- report ---------------------------------------------------------------------------------
 echo "built ${#RESULTS[@]} components:"

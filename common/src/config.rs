@@ -157,6 +157,10 @@ pub struct CommonConfig {
     pub correlation_id_header: String,
     /// `SHUTDOWN_TIMEOUT_MS`: how long graceful shutdown may take.
     pub shutdown_timeout: std::time::Duration,
+    /// `SHUTDOWN_PRE_STOP_MS`: after a stop signal, how long the service
+    /// keeps serving while already reporting not ready, so that load
+    /// balancers stop routing to it before it closes its listener.
+    pub pre_stop_delay: std::time::Duration,
 }
 
 impl CommonConfig {
@@ -171,11 +175,13 @@ impl CommonConfig {
         axum::http::HeaderName::from_bytes(correlation_id_header.as_bytes())
             .map_err(|e| ConfigError::new("CORRELATION_ID_HEADER", e.to_string()))?;
         let shutdown_timeout = vars.millis("SHUTDOWN_TIMEOUT_MS", 30_000)?;
+        let pre_stop_delay = vars.millis("SHUTDOWN_PRE_STOP_MS", 1_000)?;
         Ok(Self {
             app_env,
             log_level,
             correlation_id_header,
             shutdown_timeout,
+            pre_stop_delay,
         })
     }
 }

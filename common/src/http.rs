@@ -184,17 +184,61 @@ pub fn instrument(router: Router, metrics: HttpMetrics, correlation_header: Head
         ))
 }
 
+/// How long a client may take to send a request's headers, unless a service
+/// configures otherwise (the gateway: `GATEWAY_HEADER_TIMEOUT_MS`).
+pub const DEFAULT_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `router` on `listener` until `stop` is cancelled, then finishes the
-/// requests in flight.
+/// requests in flight. A connection that does not deliver a request's
+/// headers within `header_timeout` is closed (a slow-headers client cannot
+/// hold a connection open forever; `axum::serve` sets no such bound).
 pub fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     stop: CancellationToken,
+    header_timeout: std::time::Duration,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt;
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
+        // HTTP/1.1 only: what the publisher, Prometheus and browsers use here.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let stream = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let service =
+                TowerToHyperService::new(router.clone().map_request(
+                    |req: Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+                ));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+        Ok(())
     })
 }
 

@@ -1,4 +1,7 @@
-//! Graceful shutdown: one token cancelled on SIGTERM/SIGINT.
+//! Graceful shutdown: one token cancelled on SIGTERM/SIGINT, then a
+//! pre-stop delay (not ready, still serving) before the service drains.
+use crate::health::Health;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` when the process receives SIGTERM or SIGINT. The handlers
@@ -43,4 +46,30 @@ async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
     if !delivered {
         std::future::pending::<()>().await
     }
+}
+
+/// Once `signalled` is cancelled: readiness goes false at once, requests are
+/// still served for `pre_stop` (load balancers see "not ready" and stop
+/// routing here first), then `stop` is cancelled and the service drains.
+pub fn stop_after_pre_stop(
+    signalled: CancellationToken,
+    health: Health,
+    pre_stop: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        signalled.cancelled().await;
+        health.start_draining();
+        if !pre_stop.is_zero() {
+            tracing::info!(
+                pre_stop_ms = pre_stop.as_millis() as u64,
+                "not ready; still serving for the pre-stop delay"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(pre_stop) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        stop.cancel();
+    });
 }

@@ -59,13 +59,21 @@ pub struct GatewayConfig {
     pub publish_concurrency: usize,
     /// Events per JetStream message (slice), at most.
     pub slice_events: usize,
-    pub publish_timeout: Duration,
+    /// `GATEWAY_REQUEST_TIMEOUT_MS`: a request is answered within this of
+    /// its body having arrived; unacked publishes are retried until then.
+    pub request_timeout: Duration,
     /// Error entries returned in a response (counts stay exact).
     pub max_errors: usize,
     /// Elements a request may carry (413 above): bounds per-element state,
     /// which a body of tiny elements would make far larger than its bytes.
     pub max_events: usize,
     pub webhook_secret: Option<String>,
+    /// `GATEWAY_MIN_BODY_RATE`: bytes/s an upload must keep while the
+    /// gateway reads it (averaged over 3 s; 0 disables); slower is 408.
+    pub min_body_rate: u64,
+    /// `GATEWAY_HEADER_TIMEOUT_MS`: a request's headers must arrive within
+    /// this, or the connection is closed.
+    pub header_timeout: Duration,
     /// Request bodies held at once (read, parsed or publishing); requests
     /// beyond it wait before their body is read, bounding memory under
     /// overlapping 25 MB POSTs.
@@ -121,7 +129,9 @@ impl HostConfig {
                 "must be dot-separated tokens of letters, digits, '_' or '-'",
             ));
         }
-        let cache = vars.string("PLUGINS_CACHE_DIR", "/tmp/events-host/plugin-cache");
+        let cache = vars
+            .raw("PLUGINS_CACHE_DIR")
+            .unwrap_or_else(|| default_cache_dir(vars));
         Ok(Self {
             role,
             port: vars.parse("PORT", default_port)?,
@@ -158,6 +168,7 @@ impl HostConfig {
                 dir: PathBuf::from(vars.string("PLUGINS_DIR", "./dist/plugins")),
                 cache_dir: (cache != "off").then(|| PathBuf::from(cache)),
                 poll_interval: vars.millis("PLUGINS_POLL_INTERVAL_MS", 1000)?,
+                remove_grace: vars.millis("PLUGINS_REMOVE_GRACE_MS", 5000)?,
                 limits: Limits {
                     max_memory_bytes: vars.ranged::<usize>(
                         "PLUGIN_MAX_MEMORY_MB",
@@ -184,10 +195,16 @@ impl HostConfig {
                     1..=65_536,
                 )?,
                 slice_events: vars.ranged("GATEWAY_SLICE_EVENTS", 1000, 1..=100_000)?,
-                publish_timeout: vars.millis("GATEWAY_PUBLISH_TIMEOUT_MS", 10_000)?,
+                request_timeout: request_timeout(vars)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
                 max_events: vars.ranged("GATEWAY_MAX_EVENTS", 100_000, 1..=10_000_000)?,
                 webhook_secret: vars.raw("WEBHOOK_SECRET"),
+                min_body_rate: vars.ranged("GATEWAY_MIN_BODY_RATE", 16 << 10, 0..=1 << 30)?,
+                header_timeout: Duration::from_millis(vars.ranged(
+                    "GATEWAY_HEADER_TIMEOUT_MS",
+                    10_000,
+                    100..=600_000,
+                )?),
                 max_inflight_bytes: vars.ranged(
                     "GATEWAY_MAX_INFLIGHT_BYTES",
                     128 << 20,
@@ -243,6 +260,34 @@ fn parse_sources(value: &str) -> Result<Sources, ConfigError> {
         ));
     }
     Ok(Sources::List(list))
+}
+
+/// Not under world-writable `/tmp`: `$XDG_CACHE_HOME/events-host/plugins`,
+/// else `$HOME/.cache/events-host/plugins`, else no cache.
+fn default_cache_dir(vars: &Vars) -> String {
+    let base = vars
+        .raw("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| vars.raw("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    match base {
+        Some(b) => b.join("events-host/plugins").display().to_string(),
+        None => "off".to_string(),
+    }
+}
+
+/// `GATEWAY_REQUEST_TIMEOUT_MS` (default 20 s: a JetStream leader election
+/// plus a reconnect fit in it, and it stays under a typical 30 s client
+/// timeout). It replaced `GATEWAY_PUBLISH_TIMEOUT_MS`, which is refused
+/// rather than silently ignored.
+fn request_timeout(vars: &Vars) -> Result<Duration, ConfigError> {
+    if vars.raw("GATEWAY_PUBLISH_TIMEOUT_MS").is_some() {
+        return Err(ConfigError::new(
+            "GATEWAY_PUBLISH_TIMEOUT_MS",
+            "no longer used: set GATEWAY_REQUEST_TIMEOUT_MS, the deadline of the whole request (publishes are retried within it)",
+        ));
+    }
+    let ms: u64 = vars.ranged("GATEWAY_REQUEST_TIMEOUT_MS", 20_000, 1_000..=600_000)?;
+    Ok(Duration::from_millis(ms))
 }
 
 fn stream_name(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
         // soon as the host reports ready is never lost.
         let signalled = tokio_util::sync::CancellationToken::new();
         events_common::shutdown::cancel_on_signal(signalled.clone());
+        let pre_stop = config.common.pre_stop_delay;
         let built = tokio::select! {
             built = events_host::startup::bind_and_build(config) => built,
             _ = signalled.cancelled() => {
@@ -98,11 +99,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let stop = app.stop.clone();
-        tokio::spawn(async move {
-            signalled.cancelled().await;
-            stop.cancel();
-        });
+        events_common::shutdown::stop_after_pre_stop(
+            signalled,
+            app.health.clone(),
+            pre_stop,
+            app.stop.clone(),
+        );
         app.wait().await;
         ExitCode::SUCCESS
     })

@@ -65,29 +65,97 @@ pub fn jetstream(client: async_nats::Client, max_inflight: usize) -> jetstream::
         .build(client)
 }
 
-/// Creates or updates the events and dead-letter streams. Work-queue
-/// retention: a message leaves the stream once a collector acked it, so the
-/// stream holds exactly the backlog. `discard: new` makes a full stream refuse
-/// publishes (the gateway answers 503) instead of silently dropping the oldest
-/// unprocessed events.
-pub async fn ensure_streams(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), NatsError> {
-    for (name, subjects) in [
+/// The events and dead-letter streams as configured. Work-queue retention:
+/// a message leaves the stream once a collector acked it, so the stream
+/// holds exactly the backlog. `discard: new` makes a full stream refuse
+/// publishes (the gateway answers 503) instead of silently dropping the
+/// oldest unprocessed events.
+fn stream_configs(cfg: &NatsConfig) -> [stream::Config; 2] {
+    [
         (&cfg.stream, format!("{}.>", cfg.subject_prefix)),
         (&cfg.dlq_stream, format!("{}_dlq.>", cfg.subject_prefix)),
-    ] {
-        js.create_or_update_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![subjects],
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::WorkQueue,
-            discard: stream::DiscardPolicy::New,
-            duplicate_window: cfg.duplicate_window,
-            max_bytes: cfg.max_bytes,
-            max_age: cfg.max_age,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| NatsError::Setup(format!("stream {name}: {e}")))?;
+    ]
+    .map(|(name, subjects)| stream::Config {
+        name: name.clone(),
+        subjects: vec![subjects],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: cfg.duplicate_window,
+        max_bytes: cfg.max_bytes,
+        max_age: cfg.max_age,
+        ..Default::default()
+    })
+}
+
+/// Creates or updates the events and dead-letter streams. Only the gateway
+/// does this (at startup, and when a stream went missing): one role owns the
+/// stream settings, so a collector started with other defaults cannot change
+/// them.
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), NatsError> {
+    for config in stream_configs(cfg) {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| NatsError::Setup(format!("stream {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// For collectors: waits until the gateway has created both streams, then
+/// warns about every setting that differs from this process's configuration
+/// (the gateway's settings stay in force).
+pub async fn wait_for_streams(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(), NatsError> {
+    for wanted in stream_configs(cfg) {
+        let mut wait = Duration::from_millis(200);
+        let actual = loop {
+            match js.get_stream(&wanted.name).await {
+                Ok(mut s) => match s.info().await {
+                    Ok(info) => break info.config.clone(),
+                    Err(e) => {
+                        tracing::warn!(stream = %wanted.name, error = %e, "stream info unavailable, retrying")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(stream = %wanted.name, error = %e, "waiting for the gateway to create the stream")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Err(NatsError::Setup("shutdown before the streams existed".into())),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        };
+        for (setting, theirs, ours) in [
+            (
+                "subjects",
+                format!("{:?}", actual.subjects),
+                format!("{:?}", wanted.subjects),
+            ),
+            (
+                "JETSTREAM_MAX_BYTES",
+                actual.max_bytes.to_string(),
+                wanted.max_bytes.to_string(),
+            ),
+            (
+                "JETSTREAM_MAX_AGE_SECS",
+                actual.max_age.as_secs().to_string(),
+                wanted.max_age.as_secs().to_string(),
+            ),
+            (
+                "JETSTREAM_DUPLICATE_WINDOW_SECS",
+                actual.duplicate_window.as_secs().to_string(),
+                wanted.duplicate_window.as_secs().to_string(),
+            ),
+        ] {
+            if theirs != ours {
+                tracing::warn!(stream = %wanted.name, setting, in_force = %theirs, configured_here = %ours, "stream setting differs from this collector's configuration; the gateway's stays in force");
+            }
+        }
     }
     Ok(())
 }
@@ -128,11 +196,14 @@ pub async fn source_consumer(
         &format!("collector-{source}"),
         format!("{}.{source}.>", nats.subject_prefix),
         cfg,
+        cfg.max_deliver,
     )
     .await
 }
 
-/// The durable consumer that moves dead letters into PostgreSQL.
+/// The durable consumer that moves dead letters into PostgreSQL. Unlimited
+/// deliveries: a dead letter has nowhere further to go, and a limit would
+/// strand it in the work queue (nats-server keeps such a message, unseen).
 pub async fn dlq_consumer(
     js: &jetstream::Context,
     nats: &NatsConfig,
@@ -144,6 +215,7 @@ pub async fn dlq_consumer(
         "dead-letter-writer",
         format!("{}_dlq.>", nats.subject_prefix),
         cfg,
+        -1,
     )
     .await
 }
@@ -154,6 +226,7 @@ async fn durable(
     name: &str,
     filter: String,
     cfg: &CollectorConfig,
+    max_deliver: i64,
 ) -> Result<consumer::PullConsumer, NatsError> {
     let stream = js
         .get_stream(stream)
@@ -165,13 +238,19 @@ async fn durable(
             filter_subject: filter,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: cfg.ack_wait,
-            max_deliver: cfg.max_deliver,
+            max_deliver,
             max_ack_pending: cfg.max_ack_pending,
             max_batch: cfg.batch_size as i64,
             ..Default::default()
         })
         .await
         .map_err(|e| NatsError::Setup(format!("consumer {name}: {e}")))
+}
+
+/// The advisory nats-server publishes when a consumer's message reached its
+/// `max_deliver` and will not be delivered again.
+pub fn max_deliveries_subject(stream: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*")
 }
 
 /// `jetstream_oldest_unprocessed_age_seconds`: how long the oldest message

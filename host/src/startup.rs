@@ -9,6 +9,7 @@ use crate::{
     plugins::{PluginMetrics, PluginRuntime},
 };
 use anyhow::Context as _;
+use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
 use axum::http::HeaderName;
 use events_common::{db, health::Health, http};
 use prometheus::Registry;
@@ -80,10 +81,17 @@ pub async fn build(
 
     let client = nats::connect(&config.nats, &health).await?;
     let js = nats::jetstream(client.clone(), config.gateway.publish_concurrency);
-    nats::ensure_streams_with_retry(&js, &config.nats, &stop).await?;
+    if config.runs_gateway() {
+        nats::ensure_streams_with_retry(&js, &config.nats, &stop).await?;
+    } else {
+        nats::wait_for_streams(&js, &config.nats, &stop).await?;
+    }
     let probe_js = js.clone();
     let stream_name = config.nats.stream.clone();
     let oldest = nats::OldestGauge::new(&registry)?;
+    // The gateway re-creates a stream that went missing (deleted by hand, a
+    // lost store); its publishes are retried meanwhile.
+    let owner = config.runs_gateway().then(|| config.nats.clone());
     health.spawn_probe(
         "jetstream",
         Duration::from_secs(1),
@@ -92,6 +100,7 @@ pub async fn build(
             let js = probe_js.clone();
             let name = stream_name.clone();
             let oldest = oldest.clone();
+            let owner = owner.clone();
             async move {
                 match js.get_stream(&name).await {
                     Ok(mut s) => s.info().await.is_ok_and(|i| {
@@ -99,7 +108,17 @@ pub async fn build(
                         i.config.max_bytes < 0
                             || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99
                     }),
-                    Err(_) => false,
+                    Err(e) => {
+                        let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == ErrorCode::STREAM_NOT_FOUND);
+                        if let (Some(cfg), true) = (&owner, missing) {
+                            tracing::warn!(stream = %name, error = %e, "stream missing, re-creating it");
+                            if let Err(e) = nats::ensure_streams(&js, cfg).await {
+                                tracing::warn!(error = %e, "cannot re-create the streams yet");
+                            }
+                        }
+                        false
+                    }
                 }
             }
         },
@@ -123,6 +142,7 @@ pub async fn build(
             max_event_bytes: max_payload.saturating_sub(4096).max(1024)
                 - crate::wire::FRAME_OVERHEAD,
             inflight: Gateway::inflight_budget(&config.gateway),
+            stop: stop.clone(),
         };
         router = router.merge(gateway::router(Arc::new(gw)));
     }
@@ -158,7 +178,12 @@ pub async fn build(
 
     let router = http::instrument(router, http_metrics, header);
     let addr = listener.local_addr()?;
-    let server = http::serve(listener, router, stop.clone());
+    let header_timeout = if config.runs_gateway() {
+        config.gateway.header_timeout
+    } else {
+        http::DEFAULT_HEADER_TIMEOUT
+    };
+    let server = http::serve(listener, router, stop.clone(), header_timeout);
     let mut metrics_addr = None;
     let metrics_server = match metrics_listener {
         Some(l) => {
@@ -167,6 +192,7 @@ pub async fn build(
                 l,
                 http::ops_router(health.clone(), registry.clone()),
                 stop.clone(),
+                http::DEFAULT_HEADER_TIMEOUT,
             ))
         }
         None => None,

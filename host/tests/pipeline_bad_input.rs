@@ -415,3 +415,153 @@ async fn element_bombs_are_refused_before_costing_memory() {
     let (status, _) = send(&p, &h, b"[]".to_vec(), Some("application/json"), &[]).await;
     assert_eq!(status, 200, "still serving");
 }
+
+/// Opens a raw connection, sends a POST's headers declaring `declared`
+/// bytes and `sent` bytes of its body, then stalls (the stream is returned
+/// open).
+async fn stalled_upload(port: u16, declared: usize, sent: usize) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b' '; sent]).await.unwrap();
+    s
+}
+
+/// The status and JSON body of the one response the server writes (read
+/// until its Content-Length is complete or the server closes).
+async fn answer(mut s: tokio::net::TcpStream) -> (u16, Value) {
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok());
+                if length.is_some_and(|n| body.len() >= n) {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(60), read).await;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Three uploads declaring 64 MiB stall after their first 64 KiB (two of
+/// them fill the 128 MiB in-flight budget), two stall before it (they
+/// reserve nothing), one stalls in its headers: a normal POST still gets
+/// its 200 quickly, the stalled uploads are answered 408 when their rate
+/// falls under GATEWAY_MIN_BODY_RATE, and the stalled headers are cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_the_gateway() {
+    let p = Pipeline::shared("bad_slow").await;
+    let h = p
+        .start(
+            "gateway",
+            "gateway",
+            &[
+                ("GATEWAY_HEADER_TIMEOUT_MS", "1000"),
+                ("GATEWAY_MAX_INFLIGHT_BYTES", &(128u64 << 20).to_string()),
+            ],
+        )
+        .await;
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(stalled_upload(h.port, 64 << 20, 80 << 10).await);
+    }
+    for _ in 0..2 {
+        stalled.push(stalled_upload(h.port, 64 << 20, 1 << 10).await);
+    }
+    let mut headers_only = tokio::net::TcpStream::connect(("127.0.0.1", h.port))
+        .await
+        .unwrap();
+    headers_only
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let reserved = || async {
+        h.metrics()
+            .await
+            .sum("gateway_inflight_reserved_bytes", &[])
+    };
+    wait_until("the budget is held", Duration::from_secs(30), || async {
+        reserved().await >= (128u64 << 20) as f64
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    let body = serde_json::to_vec(&[valid_event("fb-slow-1")]).unwrap();
+    let (status, v) = json_post(&p, &h, body).await;
+    let took = started.elapsed();
+    eprintln!("a normal POST beside stalled uploads took {took:?}");
+    assert_eq!((status, counts(&v)), (200, (1, 0, 0)), "{v}");
+    // Released when the first holder falls under the minimum rate (3 s).
+    assert!(took < Duration::from_secs(8), "{took:?}");
+
+    for s in stalled {
+        let (status, v) = answer(s).await;
+        assert_eq!(status, 408, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("GATEWAY_MIN_BODY_RATE"),
+            "{v}"
+        );
+    }
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(30), headers_only.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "stalled headers were not cut off");
+    wait_until("the budget is free", Duration::from_secs(30), || async {
+        reserved().await == 0.0
+    })
+    .await;
+    no_5xx_and_ready(&h).await;
+}
+
+/// A wrong bearer token is refused from the headers alone: the 401 comes
+/// although the declared body is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_bearer_token_is_refused_before_the_body() {
+    let p = Pipeline::shared("bad_bearer").await;
+    let h = p
+        .start("gateway", "gateway", &[("WEBHOOK_SECRET", "s3cret")])
+        .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", h.port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAuthorization: Bearer nope\r\nContent-Length: 10485760\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, v) = answer(s).await;
+    assert_eq!(status, 401, "{v}");
+    assert!(v["error"].is_string(), "{v}");
+}

@@ -1,7 +1,8 @@
 //! Hot swap and pickup through the watcher, under load: replacing a plugin
 //! (atomically or in place) never fails a call, new sources are picked up
 //! and announced, broken or conflicting files are refused while the old
-//! version keeps serving, removal unloads; plus the compiled-artifact cache.
+//! version keeps serving, removal unloads after a grace (so remove-then-copy
+//! leaves no gap); plus the compiled-artifact cache.
 mod common;
 
 use common::plugins::{
@@ -282,6 +283,78 @@ fn removing_a_file_unloads_its_source() {
     assert_eq!(version(&runtime, "chaos"), "2.0.0");
 }
 
+/// A runtime over `dir` (chaos-v1 loaded) that unloads a missing file's
+/// source only after `grace`.
+fn chaos_dir_with_grace(grace: Duration) -> (PluginDir, PluginRuntime) {
+    let dir = PluginDir::new();
+    dir.install(&test_wasm("chaos-v1"), "chaos.wasm");
+    let (runtime, _) = runtime_with(RuntimeConfig {
+        limits: test_limits(),
+        remove_grace: grace,
+        ..RuntimeConfig::for_dir(dir.path())
+    });
+    runtime.load_dir().expect("load chaos-v1");
+    (dir, runtime)
+}
+
+#[test]
+fn remove_then_copy_leaves_no_gap() {
+    // A grace far longer than this test: the scans between the removal and
+    // the copy happen inside it however slow the machine is.
+    let (dir, runtime) = chaos_dir_with_grace(Duration::from_secs(600));
+    let mut watcher = runtime.watcher();
+    let mut rx = runtime.subscribe();
+    rx.borrow_and_update();
+    let load = Load::start(&runtime);
+
+    std::fs::remove_file(dir.file("chaos.wasm")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(watcher.scan(), Default::default());
+        assert_eq!(version(&runtime, "chaos"), "1.0.0", "still served");
+    }
+    dir.install(&test_wasm("chaos-v2"), "chaos.wasm");
+    let report = watcher.scan();
+    assert_eq!(report.activated.len(), 1, "{report:?}");
+    assert!(report.removed.is_empty(), "{report:?}");
+    assert_eq!(version(&runtime, "chaos"), "2.0.0");
+    assert_eq!(*rx.borrow_and_update(), ["chaos"], "never announced gone");
+    let r = load.finish();
+    assert_eq!(r.failures, Vec::<String>::new(), "{} calls", r.calls);
+
+    // The same under another file name: the missing file's source is free
+    // to be taken over, not "already served".
+    std::fs::remove_file(dir.file("chaos.wasm")).unwrap();
+    assert_eq!(watcher.scan(), Default::default());
+    dir.install(&test_wasm("chaos-v1"), "chaos-renamed.wasm");
+    let report = watcher.scan();
+    assert_eq!(report.activated.len(), 1, "{report:?}");
+    assert!(report.refused.is_empty(), "{report:?}");
+    let active = runtime.get("chaos").unwrap();
+    assert_eq!(active.path(), dir.file("chaos-renamed.wasm"));
+}
+
+#[test]
+fn a_file_missing_past_its_grace_unloads_its_source() {
+    let grace = Duration::from_millis(300);
+    let (dir, runtime) = chaos_dir_with_grace(grace);
+    let mut watcher = runtime.watcher();
+    std::fs::remove_file(dir.file("chaos.wasm")).unwrap();
+    let removed_at = Instant::now();
+    let mut report = watcher.scan();
+    while report.removed.is_empty() {
+        assert!(
+            removed_at.elapsed() < Duration::from_secs(60),
+            "never unloaded"
+        );
+        assert!(runtime.get("chaos").is_some(), "unloaded before the grace");
+        std::thread::sleep(Duration::from_millis(20));
+        report = watcher.scan();
+    }
+    assert!(removed_at.elapsed() >= grace, "unloaded inside the grace");
+    assert_eq!(report.removed, ["chaos"]);
+    assert!(runtime.get("chaos").is_none());
+}
+
 #[test]
 fn the_compiled_cache_serves_a_second_runtime() {
     let dir = PluginDir::new();
@@ -325,4 +398,65 @@ fn the_compiled_cache_serves_a_second_runtime() {
             .len(),
         2
     );
+}
+
+/// The cache file of `component` in `dir` (named by its SHA-256).
+fn cached_file(dir: &std::path::Path, component: &[u8]) -> std::path::PathBuf {
+    use sha2::Digest;
+    let prefix = hex::encode(sha2::Sha256::digest(component));
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .unwrap_or_else(|| panic!("no cache entry for {prefix}"))
+}
+
+#[test]
+fn the_compiled_cache_cannot_be_used_to_plant_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = PluginDir::new();
+    let chaos = dir.install(&test_wasm("chaos-v1"), "chaos.wasm");
+    let tiktok = dir.install(&tiktok_wasm(), "tiktok.wasm");
+    let cache = tempfile::tempdir().unwrap();
+    let compiled = cache.path().join("compiled");
+    let config = RuntimeConfig {
+        cache_dir: Some(compiled.clone()),
+        limits: test_limits(),
+        ..RuntimeConfig::for_dir(dir.path())
+    };
+    let (first, _) = runtime_with(config.clone());
+    first.load_file(&chaos).unwrap();
+    first.load_file(&tiktok).unwrap();
+    assert_eq!(mode(&compiled), 0o700, "created private");
+    let chaos_entry = cached_file(&compiled, &std::fs::read(&chaos).unwrap());
+    let tiktok_entry = cached_file(&compiled, &std::fs::read(&tiktok).unwrap());
+    assert_eq!(mode(&chaos_entry), 0o600);
+
+    // A well-formed artifact of another component under chaos's name.
+    std::fs::copy(&tiktok_entry, &chaos_entry).unwrap();
+    let (second, _) = runtime_with(config.clone());
+    let plugin = second.load_file(&chaos).unwrap();
+    assert!(!plugin.from_cache, "the planted artifact was used");
+    assert_eq!(plugin.identity().source, "chaos");
+    let (third, _) = runtime_with(config.clone());
+    assert!(
+        third.load_file(&chaos).unwrap().from_cache,
+        "rewritten properly"
+    );
+
+    // An entry others may write to is refused; a directory others may
+    // write to is made private again.
+    std::fs::set_permissions(&chaos_entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (fourth, _) = runtime_with(config);
+    assert_eq!(mode(&compiled), 0o700);
+    let plugin = fourth.load_file(&chaos).unwrap();
+    assert!(!plugin.from_cache, "a writable-by-others artifact was used");
+    assert_eq!(plugin.identity().source, "chaos");
 }

@@ -292,3 +292,29 @@ fn template_runs_with_no_capabilities() {
         .expect("call");
     assert!(matches!(&out[0], EventResult::Rejected(_)));
 }
+
+#[test]
+fn sleeping_in_a_call_fails_at_once_instead_of_outliving_the_deadline() {
+    let limit = test_limits().call_timeout;
+    let (err, took) = hostile("sleep", "trap");
+    assert!(err.to_string().contains("may not block"), "{err}");
+    assert!(took < limit, "waited {took:?}");
+}
+
+#[test]
+fn a_plugin_sleeping_in_identity_is_refused_at_load() {
+    let dir = PluginDir::new();
+    let path = dir.install(&test_wasm("chaos-sleepy"), "sleepy.wasm");
+    let (runtime, _) = runtime_in(dir.path(), test_limits());
+    let start = Instant::now();
+    let err = runtime
+        .load_file(&path)
+        .expect_err("a plugin that sleeps in identity must be refused");
+    assert!(err.to_string().contains("may not block"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(runtime.get("sleepy").is_none());
+}

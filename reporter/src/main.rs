@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
     // is never lost, and one during startup stops it.
     let signalled = tokio_util::sync::CancellationToken::new();
     cancel_on_signal(signalled.clone());
+    let pre_stop = config.common.pre_stop_delay;
     let started = tokio::select! {
         started = startup::spawn(config, listener) => started,
         _ = signalled.cancelled() => return ExitCode::SUCCESS,
@@ -35,11 +36,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = app.shutdown.clone();
-    tokio::spawn(async move {
-        signalled.cancelled().await;
-        shutdown.cancel();
-    });
+    events_common::shutdown::stop_after_pre_stop(
+        signalled,
+        app.health.clone(),
+        pre_stop,
+        app.shutdown.clone(),
+    );
     match app.wait().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -38,6 +38,8 @@ pub struct App {
     pub address: SocketAddr,
     /// Cancel to shut down gracefully.
     pub shutdown: CancellationToken,
+    /// Readiness; the pre-stop delay makes it false before `shutdown`.
+    pub health: Health,
     join: JoinHandle<Result<(), std::io::Error>>,
 }
 
@@ -111,12 +113,18 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
     let header = HeaderName::from_bytes(config.common.correlation_id_header.as_bytes())?;
     let router = http::instrument(router, http_metrics, header);
 
-    let server = http::serve(listener, router, shutdown.clone());
+    let server = http::serve(
+        listener,
+        router,
+        shutdown.clone(),
+        http::DEFAULT_HEADER_TIMEOUT,
+    );
     let stop = shutdown.clone();
     let timeout = config.common.shutdown_timeout;
+    let draining = health.clone();
     let join = tokio::spawn(async move {
         stop.cancelled().await;
-        health.start_draining();
+        draining.start_draining();
         tracing::info!("draining: finishing requests in flight");
         let result = match tokio::time::timeout(timeout, server).await {
             Ok(Ok(r)) => r,
@@ -135,6 +143,7 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
     Ok(App {
         address,
         shutdown,
+        health,
         join,
     })
 }

@@ -26,32 +26,114 @@ pub struct Incoming {
     pub msg_id: String,
     /// Where each event's bytes are in the payload, or why it cannot be split.
     pub events: Result<Vec<Range<usize>>, FramingError>,
+    /// How many times JetStream has delivered it, this time included.
+    pub delivered: i64,
 }
 
 impl Incoming {
     pub fn new(msg: Message) -> Self {
-        let header = |name: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        let correlation_id = header(CORRELATION_HEADER);
-        let msg_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
-            .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&msg.payload)));
-        // No count header: one event per message, as earlier versions wrote.
-        let events = wire::split(&msg.payload, header(COUNT_HEADER).as_deref());
+        let (correlation_id, msg_id, events) = parse(msg.headers.as_ref(), &msg.payload);
+        let delivered = msg.info().map_or(1, |i| i.delivered);
         Self {
             msg,
             correlation_id,
             msg_id,
             events,
+            delivered,
         }
     }
 
     /// Events in this message (a corrupt slice counts as one).
     pub fn len(&self) -> usize {
         self.events.as_ref().map_or(1, Vec::len)
+    }
+}
+
+/// A message's correlation id, dead-letter key and event ranges.
+pub(super) fn parse(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> (
+    Option<String>,
+    String,
+    Result<Vec<Range<usize>>, FramingError>,
+) {
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let correlation_id = header(CORRELATION_HEADER);
+    let msg_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+        .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(payload)));
+    // No count header: one event per message, as earlier versions wrote.
+    let events = wire::split(payload, header(COUNT_HEADER).as_deref());
+    (correlation_id, msg_id, events)
+}
+
+/// Every event of a message that will not be processed again (delivered
+/// `COLLECTOR_MAX_DELIVER` times) as a `delivery` dead letter saying why.
+pub(super) fn exhausted_letters(
+    source: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &Bytes,
+    delivered: i64,
+) -> Vec<DeadLetter> {
+    let (correlation_id, msg_id, events) = parse(headers, payload);
+    let why = format!(
+        "delivered {delivered} times (COLLECTOR_MAX_DELIVER) without being stored: every attempt \
+         was interrupted (a crash, kill or shutdown mid-write); dead-lettered instead of left \
+         stranded in the stream"
+    );
+    let reasons = serde_json::json!([{"field": "$", "message": why}]);
+    match &events {
+        Ok(ranges) => ranges
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                let raw = String::from_utf8_lossy(&payload[r.clone()]).into_owned();
+                DeadLetter {
+                    stage: "delivery".into(),
+                    source: Some(source.to_string()),
+                    event_id: event_id_of(&raw),
+                    reasons: reasons.clone(),
+                    raw,
+                    plugin_name: None,
+                    plugin_version: None,
+                    correlation_id: correlation_id.clone(),
+                    dedup_key: Some(format!("{msg_id}:{index}")),
+                }
+            })
+            .collect(),
+        Err(e) => vec![corrupt_slice_letter(
+            source,
+            payload,
+            correlation_id,
+            &msg_id,
+            e,
+        )],
+    }
+}
+
+/// A slice that cannot be split, kept whole (hex-encoded: the framing is
+/// binary) so nothing is lost.
+fn corrupt_slice_letter(
+    source: &str,
+    payload: &[u8],
+    correlation_id: Option<String>,
+    msg_id: &str,
+    e: &FramingError,
+) -> DeadLetter {
+    DeadLetter {
+        stage: "delivery".into(),
+        source: Some(source.to_string()),
+        event_id: None,
+        reasons: serde_json::json!([{"field": "$", "message": format!("slice cannot be split: {e}; kept whole, hex-encoded")}]),
+        raw: format!("hex:{}", hex::encode(payload)),
+        plugin_name: None,
+        plugin_version: None,
+        correlation_id,
+        dedup_key: Some(format!("{msg_id}:slice")),
     }
 }
 
@@ -91,31 +173,43 @@ fn event_id_of(raw: &str) -> Option<String> {
 }
 
 /// Splits the batch into events. Corrupt slices become one dead letter
-/// each, kept whole (hex-encoded: the framing is binary) so nothing is lost.
-fn unpack<'a>(source: &str, batch: &'a [Incoming]) -> (Vec<Event<'a>>, Vec<DeadLetter>) {
+/// each; a message on its last delivery becomes dead letters unprocessed
+/// (see [`exhausted_letters`]).
+fn unpack<'a>(
+    source: &str,
+    batch: &'a [Incoming],
+    max_deliver: i64,
+) -> (Vec<Event<'a>>, Vec<DeadLetter>, usize) {
     let mut events = Vec::with_capacity(batch.iter().map(Incoming::len).sum());
     let mut dead = Vec::new();
+    let mut exhausted = 0;
     for m in batch {
+        if max_deliver > 0 && m.delivered >= max_deliver {
+            exhausted += 1;
+            dead.extend(exhausted_letters(
+                source,
+                m.msg.headers.as_ref(),
+                &m.msg.payload,
+                m.delivered,
+            ));
+            continue;
+        }
         match &m.events {
             Ok(ranges) => events.extend(ranges.iter().enumerate().map(|(index, r)| Event {
                 from: m,
                 index,
                 bytes: m.msg.payload.slice(r.clone()),
             })),
-            Err(e) => dead.push(DeadLetter {
-                stage: "delivery".into(),
-                source: Some(source.to_string()),
-                event_id: None,
-                reasons: serde_json::json!([{"field": "$", "message": format!("slice cannot be split: {e}; kept whole, hex-encoded")}]),
-                raw: format!("hex:{}", hex::encode(&m.msg.payload)),
-                plugin_name: None,
-                plugin_version: None,
-                correlation_id: m.correlation_id.clone(),
-                dedup_key: Some(format!("{}:slice", m.msg_id)),
-            }),
+            Err(e) => dead.push(corrupt_slice_letter(
+                source,
+                &m.msg.payload,
+                m.correlation_id.clone(),
+                &m.msg_id,
+                e,
+            )),
         }
     }
-    (events, dead)
+    (events, dead, exhausted)
 }
 
 /// The plugin's verdicts for the events. A failed call is retried event by
@@ -142,7 +236,17 @@ async fn normalize(plugin: &Arc<Plugin>, events: &[Bytes]) -> Vec<Result<EventRe
 pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Vec<Incoming>) {
     let started = Instant::now();
     let m: &Metrics = &c.metrics;
-    let (events, mut dead) = unpack(source, &batch);
+    let (events, mut dead, exhausted) = unpack(source, &batch, c.cfg.max_deliver);
+    if exhausted > 0 {
+        tracing::warn!(
+            source,
+            messages = exhausted,
+            "messages on their last delivery dead-lettered"
+        );
+        m.max_deliveries
+            .with_label_values(&[source, "last_delivery"])
+            .inc_by(exhausted as u64);
+    }
     let n = events.len() + dead.len();
     m.accepted.with_label_values(&[source]).inc_by(n as u64);
     m.batch_size.with_label_values(&[source]).observe(n as f64);

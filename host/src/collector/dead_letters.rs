@@ -5,40 +5,69 @@ use crate::{
     db::{self, DeadLetter},
     nats,
 };
+use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
 
-pub async fn run(c: Arc<Collector>) {
-    let consumer = loop {
+/// The dead-letter consumer, once its stream exists; `None` on shutdown.
+async fn consumer(c: &Collector) -> Option<PullConsumer> {
+    loop {
         match nats::dlq_consumer(&c.js, &c.nats, &c.cfg).await {
-            Ok(consumer) => break consumer,
+            Ok(consumer) => return Some(consumer),
             Err(e) => tracing::warn!(error = %e, "dead-letter consumer not ready, retrying"),
         }
         tokio::select! {
-            _ = c.stop.cancelled() => return,
+            _ = c.stop.cancelled() => return None,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+pub async fn run(c: Arc<Collector>) {
+    let Some(mut consumer) = consumer(&c).await else {
+        return;
     };
+    let mut checked = std::time::Instant::now();
     while !c.stop.is_cancelled() {
-        let mut messages = match consumer
+        let mut batch = Vec::new();
+        let mut failed = false;
+        match consumer
             .batch()
             .max_messages(c.cfg.batch_size)
             .expires(Duration::from_millis(500))
             .messages()
             .await
         {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "dead-letter fetch failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+            Ok(mut messages) => {
+                while let Some(m) = messages.next().await {
+                    match m {
+                        Ok(m) => batch.push(m),
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
             }
-        };
-        let mut batch = Vec::new();
-        while let Some(Ok(m)) = messages.next().await {
-            batch.push(m);
+            Err(_) => failed = true,
         }
         if batch.is_empty() {
+            // The consumer or its stream may be gone (a pull on a missing
+            // consumer may just come back empty): re-create it.
+            let check = failed || checked.elapsed() >= Duration::from_secs(2);
+            if check {
+                checked = std::time::Instant::now();
+            }
+            if check && consumer.info().await.is_err() {
+                tracing::warn!("dead-letter consumer or stream gone, re-creating the consumer");
+                let Some(c2) = self::consumer(&c).await else {
+                    return;
+                };
+                consumer = c2;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             continue;
         }
         let letters: Vec<DeadLetter> = batch

@@ -17,6 +17,9 @@ pub struct CollectorMetrics {
     pub pending: IntGaugeVec,
     pub dead_letters: IntCounterVec,
     pub db_retries: IntCounterVec,
+    /// Messages dead-lettered because they reached `max_deliver`, by path:
+    /// `last_delivery` (seen by a worker) or `advisory` (the backstop).
+    pub max_deliveries: IntCounterVec,
 }
 
 impl CollectorMetrics {
@@ -89,6 +92,11 @@ impl CollectorMetrics {
                 "Batch writes retried after a database error",
                 &["collector"],
             )?,
+            max_deliveries: c(
+                "collector_max_deliveries_total",
+                "Messages dead-lettered after reaching COLLECTOR_MAX_DELIVER, by path",
+                &["collector", "path"],
+            )?,
         };
         registry.register(Box::new(m.accepted.clone()))?;
         registry.register(Box::new(m.processed.clone()))?;
@@ -101,6 +109,7 @@ impl CollectorMetrics {
         registry.register(Box::new(m.pending.clone()))?;
         registry.register(Box::new(m.dead_letters.clone()))?;
         registry.register(Box::new(m.db_retries.clone()))?;
+        registry.register(Box::new(m.max_deliveries.clone()))?;
         Ok(m)
     }
 }

@@ -5,6 +5,7 @@
 mod batch;
 mod dead_letters;
 mod metrics;
+mod stranded;
 mod write;
 
 pub use metrics::CollectorMetrics;
@@ -42,6 +43,10 @@ impl Collector {
     pub async fn run(self: Arc<Self>) {
         let mut tasks = JoinSet::new();
         tasks.spawn(dead_letters::run(self.clone()));
+        let Some(advisories) = stranded::subscribe(&self).await else {
+            return;
+        };
+        tasks.spawn(stranded::run(self.clone(), advisories));
         let mut started = BTreeSet::new();
         let mut sources_rx = self.plugins.subscribe();
         loop {
@@ -92,8 +97,9 @@ impl Collector {
     }
 
     /// Fetch → process → ack, until shutdown.
-    async fn worker(self: Arc<Self>, source: String, consumer: PullConsumer) {
+    async fn worker(self: Arc<Self>, source: String, mut consumer: PullConsumer) {
         let mut per_message = EventsPerMessage::new(self.cfg.batch_size);
+        let mut checked = std::time::Instant::now();
         while !self.stop.is_cancelled() {
             // No plugin (yet, or removed): leave the events in JetStream.
             let Some(plugin) = self.plugins.get(&source) else {
@@ -109,28 +115,60 @@ impl Collector {
                 .expires(self.cfg.fetch_wait)
                 .messages()
                 .await;
-            let mut messages = match fetched {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(source, error = %e, "fetch failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
+            let mut failed = None;
             let mut batch = Vec::new();
-            while let Some(m) = messages.next().await {
-                match m {
-                    Ok(m) => batch.push(batch::Incoming::new(m)),
-                    Err(e) => {
-                        tracing::debug!(source, error = %e, "batch ended early");
-                        break;
+            match fetched {
+                Ok(mut messages) => {
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(m) => batch.push(batch::Incoming::new(m)),
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                break;
+                            }
+                        }
                     }
                 }
+                Err(e) => failed = Some(e.to_string()),
             }
             if !batch.is_empty() {
                 per_message.observe(batch.len(), batch.iter().map(batch::Incoming::len).sum());
                 batch::process(&self, &source, plugin, batch).await;
+            } else if failed.is_some() || checked.elapsed() >= CONSUMER_CHECK_EVERY {
+                // A pull on a consumer that no longer exists (its stream was
+                // deleted and re-created) may just come back empty, without
+                // an error: an idle worker checks its consumer now and then.
+                if let Some(e) = &failed {
+                    tracing::debug!(source, error = %e, "fetch ended with an error");
+                }
+                checked = std::time::Instant::now();
+                if !self.recover_consumer(&source, &mut consumer).await {
+                    return;
+                }
+                if failed.is_some() {
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
             }
+        }
+    }
+
+    /// After a failed fetch: if the consumer (or its stream) is gone, waits
+    /// for the stream and re-creates the durable consumer. `false` on
+    /// shutdown.
+    async fn recover_consumer(&self, source: &str, consumer: &mut PullConsumer) -> bool {
+        if consumer.info().await.is_ok() {
+            return true;
+        }
+        tracing::warn!(source, "consumer or stream gone, re-creating the consumer");
+        match self.consumer(source).await {
+            Some(c) => {
+                *consumer = c;
+                true
+            }
+            None => false,
         }
     }
 
@@ -148,6 +186,9 @@ impl Collector {
         }
     }
 }
+
+/// How often an idle worker makes sure its consumer still exists.
+const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Bytes one fetch may bring (JetStream stops a pull at this many).
 const MAX_FETCH_BYTES: usize = 64 << 20;

@@ -1,6 +1,6 @@
 //! Gateway counters, by source (`unknown` for sources without a plugin, so
 //! input cannot explode label cardinality).
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct GatewayMetrics {
@@ -12,6 +12,11 @@ pub struct GatewayMetrics {
     pub slices: IntCounterVec,
     pub body_bytes: Histogram,
     pub auth_failures: IntCounter,
+    /// Publishes retried (same message id) after an error or a lost ack.
+    pub publish_retries: IntCounter,
+    /// Bytes of the in-flight budget reserved by requests being read or
+    /// processed (`GATEWAY_MAX_INFLIGHT_BYTES` is the ceiling).
+    pub inflight_reserved: IntGauge,
 }
 
 impl GatewayMetrics {
@@ -66,6 +71,16 @@ impl GatewayMetrics {
         registry.register(Box::new(slices.clone()))?;
         registry.register(Box::new(body_bytes.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        let publish_retries = IntCounter::new(
+            "gateway_publish_retries_total",
+            "JetStream publishes retried with the same message id (a lost ack, a broker restart or election)",
+        )?;
+        registry.register(Box::new(publish_retries.clone()))?;
+        let inflight_reserved = IntGauge::new(
+            "gateway_inflight_reserved_bytes",
+            "Bytes of the in-flight budget (GATEWAY_MAX_INFLIGHT_BYTES) reserved by requests now",
+        )?;
+        registry.register(Box::new(inflight_reserved.clone()))?;
         Ok(Self {
             accepted,
             processed,
@@ -74,6 +89,8 @@ impl GatewayMetrics {
             slices,
             body_bytes,
             auth_failures,
+            publish_retries,
+            inflight_reserved,
         })
     }
 }

@@ -8,6 +8,7 @@ mod envelope;
 mod metrics;
 mod publish;
 mod slices;
+mod upload;
 
 pub use auth::{sign, SIGNATURE_HEADER};
 pub use metrics::GatewayMetrics;
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub max_event_bytes: usize,
     /// Body bytes in flight, in MiB permits (`GATEWAY_MAX_INFLIGHT_BYTES`).
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the gateway drains: new requests are refused.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Gateway {
@@ -92,7 +95,9 @@ async fn webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if gw.health.is_draining() {
+    // Not `health.is_draining()`: during the pre-stop delay the gateway is
+    // already not ready but still takes requests.
+    if gw.stop.is_cancelled() {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     if let Some(ct) = headers
@@ -121,9 +126,22 @@ async fn webhook(
             format!("body exceeds the {limit}-byte limit"),
         );
     }
-    // Wait for room before reading the body: overlapping POSTs queue here
-    // (their bytes stay in the socket) instead of piling up in memory. A body
-    // of unknown length reserves the limit; nothing reserves more than all.
+    // A bearer token needs no body: a wrong one costs no upload.
+    let bearer = gw
+        .cfg
+        .webhook_secret
+        .as_ref()
+        .and_then(|secret| auth::bearer(secret, &headers));
+    if bearer == Some(false) {
+        return unauthorized(&gw);
+    }
+    let mut reader = upload::Reader::new(body, limit, gw.cfg.min_body_rate, declared);
+    if let Err(e) = reader.fill(upload::FIRST_BYTES).await {
+        return body_error(e);
+    }
+    // Then wait for room: overlapping POSTs queue here (the rest of their
+    // bytes stay in the socket) instead of piling up in memory. A body of
+    // unknown length reserves the limit; nothing reserves more than all.
     let units = declared
         .unwrap_or(limit)
         .div_ceil(MIB)
@@ -131,29 +149,18 @@ async fn webhook(
     let Ok(_permit) = gw.inflight.acquire_many(units as u32).await else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let _reserved = Reserved::new(&gw.metrics.inflight_reserved, (units * MIB) as i64);
+    reader.resume();
+    let bytes = match reader.finish().await {
         Ok(b) => b,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                json_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds the {limit}-byte limit"),
-                )
-            } else {
-                json_error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
-            };
-        }
+        Err(e) => return body_error(e),
     };
     gw.metrics.body_bytes.observe(bytes.len() as f64);
-    if let Some(secret) = &gw.cfg.webhook_secret {
-        if !auth::verify(secret, &headers, &bytes) {
-            gw.metrics.auth_failures.inc();
-            return json_error(
-                StatusCode::UNAUTHORIZED,
-                format!("missing or bad webhook signature ({SIGNATURE_HEADER} or bearer token)"),
-            );
+    // From here on the request is ours: it is answered by this deadline.
+    let deadline = tokio::time::Instant::now() + gw.cfg.request_timeout;
+    if let (Some(secret), None) = (&gw.cfg.webhook_secret, bearer) {
+        if !auth::verify_signature(secret, &headers, &bytes) {
+            return unauthorized(&gw);
         }
     }
 
@@ -176,7 +183,7 @@ async fn webhook(
             }
         };
     let total = checked.len();
-    match publish_checked(&gw, &bytes, checked, &cid.0).await {
+    match publish_checked(&gw, &bytes, checked, &cid.0, deadline).await {
         Ok(resp) => {
             tracing::info!(
                 events = total,
@@ -196,6 +203,39 @@ async fn webhook(
             )
         }
     }
+}
+
+/// Shows a reservation of the in-flight budget in the gauge while it lives.
+struct Reserved<'a>(&'a prometheus::IntGauge, i64);
+
+impl<'a> Reserved<'a> {
+    fn new(gauge: &'a prometheus::IntGauge, bytes: i64) -> Self {
+        gauge.add(bytes);
+        Self(gauge, bytes)
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.sub(self.1);
+    }
+}
+
+fn unauthorized(gw: &Gateway) -> Response {
+    gw.metrics.auth_failures.inc();
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        format!("missing or bad webhook signature ({SIGNATURE_HEADER} or bearer token)"),
+    )
+}
+
+fn body_error(e: upload::BodyError) -> Response {
+    let status = match e {
+        upload::BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        upload::BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+        upload::BodyError::Read(_) => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, e.to_string())
 }
 
 async fn discard(mut body: Body, max: usize) {
@@ -236,6 +276,7 @@ async fn publish_checked(
     body: &Bytes,
     checked: Vec<Checked>,
     cid: &str,
+    deadline: tokio::time::Instant,
 ) -> Result<WebhookResponse, usize> {
     let mut accepted_events = Vec::with_capacity(checked.len());
     let mut rejected = Vec::new();
@@ -290,11 +331,14 @@ async fn publish_checked(
             events: None,
         });
     }
-    let concurrency = gw.cfg.publish_concurrency;
-    let timeout = gw.cfg.publish_timeout;
+    let budget = publish::Budget {
+        concurrency: gw.cfg.publish_concurrency,
+        deadline,
+        retries: &gw.metrics.publish_retries,
+    };
     let (acks, dead_acks) = tokio::join!(
-        publish::publish_all(&gw.js, outgoing, cid, concurrency, timeout),
-        publish::publish_all(&gw.js, dead, cid, concurrency, timeout),
+        publish::publish_all(&gw.js, outgoing, cid, &budget),
+        publish::publish_all(&gw.js, dead, cid, &budget),
     );
 
     let m = &gw.metrics;

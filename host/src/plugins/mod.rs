@@ -2,13 +2,15 @@
 //! sandboxed WebAssembly component (see `wit/`), loaded from `PLUGINS_DIR`,
 //! keyed by the source it declares, and swapped live when its file changes.
 //!
-//! - `engine`: wasmtime configuration, compilation and artifact cache;
+//! - `engine`: wasmtime configuration and compilation;
+//! - `cache`: the on-disk cache of compiled artifacts, private and verified;
 //! - `limits`: the sandbox (no capabilities, memory cap, call deadline);
 //! - `instance`: one loaded plugin and its calls;
 //! - `registry`: the source → plugin map and directory loading;
 //! - `watcher`: hot swap and pickup;
 //! - `metrics`: per-plugin Prometheus series.
 mod bindings;
+mod cache;
 mod engine;
 mod instance;
 mod limits;

@@ -26,15 +26,21 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// `PLUGINS_POLL_INTERVAL_MS`: how often the directory is rescanned.
     pub poll_interval: Duration,
+    /// `PLUGINS_REMOVE_GRACE_MS`: how long a plugin's file may be missing
+    /// before its source is unloaded (a remove-then-copy replacement).
+    pub remove_grace: Duration,
     pub limits: Limits,
 }
 
 impl RuntimeConfig {
+    /// Defaults for tools and tests: no cache, and a removed file unloads its
+    /// source at the next scan.
     pub fn for_dir(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             cache_dir: None,
             poll_interval: Duration::from_millis(500),
+            remove_grace: Duration::ZERO,
             limits: Limits::default(),
         }
     }
@@ -62,6 +68,7 @@ impl PluginRuntime {
         // The WASI imports a wasip2 component needs, backed by a context
         // that grants nothing (see `limits`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| super::limits::forbid_blocking(&mut linker))
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let (sources_tx, _) = watch::channel(Vec::new());
         Ok(Self {

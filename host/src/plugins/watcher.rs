@@ -6,8 +6,17 @@
 //! for new calls; calls in flight keep the `Arc<Plugin>` they started with. A
 //! file that does not load is refused with a log line and the previous
 //! version stays active.
+//!
+//! A file that disappears unloads its source only after it has stayed away
+//! for `PLUGINS_REMOVE_GRACE_MS`: a remove-then-copy replacement (what many
+//! deploy tools do) must not leave a gap between two scans where the source
+//! has no plugin.
 use super::{registry::wasm_files, registry::PluginRuntime, types::Identity};
-use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Instant, SystemTime},
+};
 use tokio_util::sync::CancellationToken;
 
 /// What a file looked like: size and modification time.
@@ -24,6 +33,8 @@ pub struct ScanReport {
 pub struct Watcher {
     runtime: PluginRuntime,
     stamps: BTreeMap<PathBuf, Stamp>,
+    /// Active plugins' files found missing, and since when.
+    missing: BTreeMap<PathBuf, Instant>,
 }
 
 pub(super) fn stamp(path: &std::path::Path) -> Option<Stamp> {
@@ -44,6 +55,7 @@ impl PluginRuntime {
         Watcher {
             runtime: self.clone(),
             stamps,
+            missing: BTreeMap::new(),
         }
     }
 }
@@ -71,18 +83,33 @@ impl Watcher {
             })
             .collect();
 
-        // Files that disappeared take their source with them.
+        // Files that stayed away for the grace period take their source
+        // with them; until then the source keeps its plugin.
         self.stamps.retain(|path, _| files.contains(path));
+        self.missing.retain(|path, _| !files.contains(path));
+        let grace = self.runtime.config().remove_grace;
+        let missing = &mut self.missing;
         active.retain(|source, plugin| {
-            let keep = files.iter().any(|f| f == plugin.path());
-            if !keep {
-                tracing::warn!(source, path = %plugin.path().display(), "plugin file removed, source unloaded");
-                report.removed.push(source.clone());
+            let path = plugin.path();
+            if files.iter().any(|f| f == path) {
+                return true;
             }
-            keep
+            let since = *missing.entry(path.to_path_buf()).or_insert_with(|| {
+                if !grace.is_zero() {
+                    tracing::warn!(source, path = %path.display(), grace_ms = grace.as_millis() as u64, "plugin file missing; the source is unloaded unless it returns");
+                }
+                Instant::now()
+            });
+            if since.elapsed() < grace {
+                return true;
+            }
+            tracing::warn!(source, path = %path.display(), "plugin file removed, source unloaded");
+            missing.remove(path);
+            report.removed.push(source.clone());
+            false
         });
 
-        for path in files {
+        for path in files.iter().cloned() {
             let Some(now) = stamp(&path) else { continue };
             if self.stamps.get(&path) == Some(&now) {
                 continue;
@@ -102,7 +129,12 @@ impl Watcher {
                 }
             };
             let source = plugin.identity().source.clone();
-            if let Some(owner) = active.get(&source).filter(|o| o.path() != path) {
+            // A source whose file is missing (within its grace) may be
+            // taken over by a file of another name.
+            let owner = active
+                .get(&source)
+                .filter(|o| o.path() != path && files.iter().any(|f| f == o.path()));
+            if let Some(owner) = owner {
                 let message = format!(
                     "source {source:?} is already served by {}",
                     owner.path().display()

@@ -237,6 +237,8 @@ impl Pipeline {
             // Streams reserve max_bytes on the shared server: keep it small.
             ("JETSTREAM_MAX_BYTES", (256 << 20).to_string()),
             ("SHUTDOWN_TIMEOUT_MS", "20000".into()),
+            // No pre-stop delay unless a test is about it: stops stay quick.
+            ("SHUTDOWN_PRE_STOP_MS", "0".into()),
             ("COLLECTOR_BATCH_SIZE", "500".into()),
             ("COLLECTOR_FETCH_WAIT_MS", "100".into()),
             ("LOG_LEVEL", "info".into()),

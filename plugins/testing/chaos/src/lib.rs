@@ -1,13 +1,15 @@
 //! The chaos plugin: a deliberately HOSTILE source plugin for the host's sandbox tests.
 //!
 //! Identity: name `chaos`, source `$CHAOS_SOURCE` (default `chaos`), version `$CHAOS_VERSION`
-//! (default `1.0.0`), both fixed at compile time.
+//! (default `1.0.0`), both fixed at compile time. Built with `CHAOS_IDENTITY_SLEEP` set,
+//! `identity()` sleeps for an hour first.
 //!
 //! `normalize-batch` reads each input's JSON field `"mode"`. If ANY event of the batch has a
 //! hostile mode, the whole call does it (the first hostile event in batch order decides):
 //! * `"spin"`: loop forever (epoch/fuel limits must stop it);
 //! * `"alloc"`: allocate and touch 1 MiB blocks forever (memory limits must stop it);
 //! * `"panic"`: panic (a trap: plugins are built with `panic = "abort"`);
+//! * `"sleep"`: sleep for an hour (a blocking WASI call: the host must not wait);
 //! * `"wrong-count"`: return one result fewer than inputs;
 //! * `"bad-output"`: return, for every input, an `ok` event with source `"not-chaos"` and
 //!   2 000 000 000 nanoseconds (both invalid).
@@ -39,6 +41,9 @@ pub const VERSION: &str = match option_env!("CHAOS_VERSION") {
 };
 
 pub fn identity() -> Identity {
+    if option_env!("CHAOS_IDENTITY_SLEEP").is_some() {
+        nap();
+    }
     Identity {
         name: "chaos".to_owned(),
         version: VERSION.to_owned(),
@@ -53,6 +58,7 @@ pub enum Plan {
     Spin,
     Alloc,
     Panic,
+    Sleep,
     WrongCount,
     BadOutput,
 }
@@ -67,6 +73,7 @@ fn hostile_plan(raw: &str) -> Option<Plan> {
         "spin" => Some(Plan::Spin),
         "alloc" => Some(Plan::Alloc),
         "panic" => Some(Plan::Panic),
+        "sleep" => Some(Plan::Sleep),
         "wrong-count" => Some(Plan::WrongCount),
         "bad-output" => Some(Plan::BadOutput),
         _ => None,
@@ -122,6 +129,7 @@ pub fn run(events: &[&str]) -> Vec<EventResult> {
         Plan::Spin => spin(),
         Plan::Alloc => hoard(),
         Plan::Panic => panic!("chaos plugin: panic requested"),
+        Plan::Sleep => nap(),
         Plan::WrongCount => {
             let mut out: Vec<EventResult> = events.iter().map(|e| normalize(e)).collect();
             out.pop();
@@ -144,6 +152,14 @@ fn spin() -> ! {
     let mut n: u64 = 0;
     loop {
         n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Sleeps an hour: a blocking host call, where a deadline by epoch
+/// interruption alone could not stop it.
+fn nap() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 
@@ -193,6 +209,7 @@ mod tests {
         assert_eq!(plan_of(&["alloc", "panic"]), Plan::Alloc);
         assert_eq!(plan_of(&["ok", "panic"]), Plan::Panic);
         assert_eq!(plan_of(&["wrong-count"]), Plan::WrongCount);
+        assert_eq!(plan_of(&["ok", "sleep"]), Plan::Sleep);
         assert_eq!(plan_of(&["bad-output", "ok"]), Plan::BadOutput);
         assert_eq!(plan(&["not json"]), Plan::Normal);
     }
