@@ -3,7 +3,7 @@
 //! stays ready.
 mod common;
 
-use common::pipeline::{wait_until, Host, Pipeline};
+use common::pipeline::{raw_response, wait_until, Host, Pipeline};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -459,17 +459,7 @@ async fn answer(mut s: tokio::net::TcpStream) -> (u16, Value) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(60), read).await;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    raw_response(&buf)
 }
 
 /// Three uploads declaring 64 MiB stall after their first 64 KiB (two of

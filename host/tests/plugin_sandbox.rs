@@ -318,3 +318,11 @@ fn a_plugin_sleeping_in_identity_is_refused_at_load() {
     );
     assert!(runtime.get("sleepy").is_none());
 }
+
+#[test]
+fn inflated_output_is_bad_output() {
+    // Three small events answered with 1 MiB each: far past 4 bytes out per
+    // byte in (plus 16 KiB per event).
+    let (err, _) = hostile("inflate", "bad_output");
+    assert!(err.to_string().contains("bytes of input"), "{err}");
+}

@@ -12,7 +12,7 @@
 //! surviving from one batch to the next of the same plugin is harmless (one
 //! plugin serves one source; results are still checked call by call).
 use super::{
-    bindings::{convert_result, Bound, PluginPre},
+    bindings::{convert_result, output_bytes, Bound, PluginPre},
     engine::PluginEngine,
     limits::{Limits, StoreState},
     metrics::PluginMetrics,
@@ -258,6 +258,14 @@ impl Plugin {
                 events.len()
             )));
         }
+        let input: usize = events.iter().map(|e| e.len()).sum();
+        let allowed = MAX_OUTPUT_PER_INPUT_BYTE * input + MAX_OUTPUT_PER_EVENT * events.len();
+        let output: usize = raw.iter().map(output_bytes).sum();
+        if output > allowed {
+            return Err(CallError::BadOutput(format!(
+                "returned {output} bytes for {input} bytes of input (at most {allowed})"
+            )));
+        }
         let results = raw
             .into_iter()
             .map(|r| convert_result(r, &self.identity.source))
@@ -269,6 +277,12 @@ impl Plugin {
 }
 
 /// Turns a wasmtime error into the kind of failure it is.
+/// What a call may return, relative to its input: a normalized event is a
+/// subset of its input's text, a rejection a few messages. More is a plugin
+/// inflating its output, which the host would have to carry and store.
+const MAX_OUTPUT_PER_INPUT_BYTE: usize = 4;
+const MAX_OUTPUT_PER_EVENT: usize = 16 << 10;
+
 fn classify(e: wasmtime::Error, store: &Store<StoreState>) -> CallError {
     let message = format!("{e:#}");
     if store.data().memory_denied {

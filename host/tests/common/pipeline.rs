@@ -8,7 +8,7 @@ mod ledger;
 mod load;
 
 pub use super::services::{free_port, signal};
-pub use held::held_post;
+pub use held::{held_post, raw_response};
 pub use host::Host;
 pub use ledger::{assert_exact_answer, expected_counts, expected_row, Bad, Ledger};
 pub use load::{spawn_load, LoadResult, LoadSpec, PostRecord};

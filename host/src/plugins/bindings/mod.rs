@@ -119,6 +119,29 @@ impl Bound {
     }
 }
 
+/// The bytes a result carries (its strings), for the output bound.
+pub fn output_bytes(r: &wit::EventResult) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    match r {
+        wit::EventResult::Rejected(issues) => {
+            issues.iter().map(|i| i.field.len() + i.message.len()).sum()
+        }
+        wit::EventResult::Ok(e) => {
+            let d = &e.demographics;
+            e.event_id.len()
+                + e.source.len()
+                + e.event_type.len()
+                + e.user_id.len()
+                + opt(&e.revenue)
+                + opt(&e.campaign_id)
+                + opt(&d.gender)
+                + opt(&d.country)
+                + opt(&d.city)
+                + opt(&d.device)
+        }
+    }
+}
+
 /// Converts one result, checking it against the contract. `Err` names the
 /// violation; the caller fails the whole call (a plugin that breaks the
 /// contract once cannot be trusted for the rest of the batch).

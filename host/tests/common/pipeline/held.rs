@@ -34,16 +34,22 @@ pub fn held_post(
         conn.write_all(&body[half..]).await?;
         let mut answer = Vec::new();
         conn.read_to_end(&mut answer).await?;
-        let text = String::from_utf8_lossy(&answer);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let json = text
-            .split_once("\r\n\r\n")
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
-        Ok((status, json))
+        Ok(raw_response(&answer))
     })
+}
+
+/// The status (0 if none) and JSON body (`Null` if not JSON) of a raw
+/// HTTP/1.1 response.
+pub fn raw_response(bytes: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(bytes);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
 }

@@ -10,6 +10,8 @@
 //! * `"alloc"`: allocate and touch 1 MiB blocks forever (memory limits must stop it);
 //! * `"panic"`: panic (a trap: plugins are built with `panic = "abort"`);
 //! * `"sleep"`: sleep for an hour (a blocking WASI call: the host must not wait);
+//! * `"inflate"`: return, for every input, an `ok` event whose event type is 1 MiB long
+//!   (far more output than input);
 //! * `"wrong-count"`: return one result fewer than inputs;
 //! * `"bad-output"`: return, for every input, an `ok` event with source `"not-chaos"` and
 //!   2 000 000 000 nanoseconds (both invalid).
@@ -59,6 +61,7 @@ pub enum Plan {
     Alloc,
     Panic,
     Sleep,
+    Inflate,
     WrongCount,
     BadOutput,
 }
@@ -74,6 +77,7 @@ fn hostile_plan(raw: &str) -> Option<Plan> {
         "alloc" => Some(Plan::Alloc),
         "panic" => Some(Plan::Panic),
         "sleep" => Some(Plan::Sleep),
+        "inflate" => Some(Plan::Inflate),
         "wrong-count" => Some(Plan::WrongCount),
         "bad-output" => Some(Plan::BadOutput),
         _ => None,
@@ -130,6 +134,14 @@ pub fn run(events: &[&str]) -> Vec<EventResult> {
         Plan::Alloc => hoard(),
         Plan::Panic => panic!("chaos plugin: panic requested"),
         Plan::Sleep => nap(),
+        Plan::Inflate => events
+            .iter()
+            .map(|_| {
+                let mut e = event("big".to_owned(), SOURCE, Timestamp::default());
+                e.event_type = "x".repeat(1 << 20);
+                Ok(e)
+            })
+            .collect(),
         Plan::WrongCount => {
             let mut out: Vec<EventResult> = events.iter().map(|e| normalize(e)).collect();
             out.pop();
@@ -210,6 +222,7 @@ mod tests {
         assert_eq!(plan_of(&["ok", "panic"]), Plan::Panic);
         assert_eq!(plan_of(&["wrong-count"]), Plan::WrongCount);
         assert_eq!(plan_of(&["ok", "sleep"]), Plan::Sleep);
+        assert_eq!(plan_of(&["inflate"]), Plan::Inflate);
         assert_eq!(plan_of(&["bad-output", "ok"]), Plan::BadOutput);
         assert_eq!(plan(&["not json"]), Plan::Normal);
     }
