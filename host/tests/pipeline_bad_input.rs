@@ -555,3 +555,51 @@ async fn a_wrong_bearer_token_is_refused_before_the_body() {
     assert_eq!(status, 401, "{v}");
     assert!(v["error"].is_string(), "{v}");
 }
+
+/// Tiny elements cost the gateway more than their bytes, and that state
+/// counts against the in-flight budget: a 2 MB body of 40,000 elements
+/// needs the whole 4 MiB budget, so it waits for a stalled upload holding
+/// half of it to be cut off (408) before it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_element_state_counts_against_the_inflight_budget() {
+    let p = Pipeline::shared("bad_elements").await;
+    let h = p
+        .start(
+            "gateway",
+            "gateway",
+            &[("GATEWAY_MAX_INFLIGHT_BYTES", &(4u64 << 20).to_string())],
+        )
+        .await;
+    let holder_started = std::time::Instant::now();
+    let holder = stalled_upload(h.port, 2 << 20, 80 << 10).await;
+    wait_until(
+        "half the budget is held",
+        Duration::from_secs(30),
+        || async {
+            h.metrics()
+                .await
+                .sum("gateway_inflight_reserved_bytes", &[])
+                >= (2u64 << 20) as f64
+        },
+    )
+    .await;
+    let cut_off = tokio::spawn(answer(holder));
+    let events: Vec<Value> = (0..40_000)
+        .map(|i| json!({"eventId": format!("t{i}"), "source": "facebook"}))
+        .collect();
+    let body = serde_json::to_vec(&events).unwrap();
+    assert!(body.len() <= 2 << 20, "{} bytes", body.len());
+    let (status, v) = json_post(&p, &h, body).await;
+    let waited = holder_started.elapsed();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(counts(&v), (40_000, 0, 0), "{v}");
+    // The holder is cut off no sooner than one 3 s rate window after the
+    // gateway started reading it, which was after `holder_started`.
+    assert!(
+        waited >= Duration::from_secs(3),
+        "answered after {waited:?}, before the budget it needed was free"
+    );
+    let (cut_status, _) = cut_off.await.unwrap();
+    assert_eq!(cut_status, 408);
+    no_5xx_and_ready(&h).await;
+}

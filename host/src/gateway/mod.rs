@@ -146,10 +146,10 @@ async fn webhook(
         .unwrap_or(limit)
         .div_ceil(MIB)
         .clamp(1, gw.cfg.max_inflight_bytes.div_ceil(MIB));
-    let Ok(_permit) = gw.inflight.acquire_many(units as u32).await else {
+    let Ok(mut permit) = gw.inflight.acquire_many(units as u32).await else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
-    let _reserved = Reserved::new(&gw.metrics.inflight_reserved, (units * MIB) as i64);
+    let mut reserved = Reserved::new(&gw.metrics.inflight_reserved, (units * MIB) as i64);
     reader.resume();
     let bytes = match reader.finish().await {
         Ok(b) => b,
@@ -183,6 +183,33 @@ async fn webhook(
             }
         };
     let total = checked.len();
+    // The elements' own state (ranges, envelopes) counts against the budget
+    // too: a body of many tiny elements costs far more than its bytes.
+    let all = gw.cfg.max_inflight_bytes.div_ceil(MIB);
+    let extra = (total * ELEMENT_STATE_BYTES)
+        .div_ceil(MIB)
+        .min(all.saturating_sub(units));
+    let _permit = if extra == 0 {
+        permit
+    } else {
+        reserved.add((extra * MIB) as i64);
+        match gw.inflight.try_acquire_many(extra as u32) {
+            Ok(more) => {
+                permit.merge(more);
+                permit
+            }
+            // Not there now: give back what is held and wait for all of it at
+            // once, so requests holding part of the budget never wait on
+            // each other.
+            Err(_) => {
+                drop(permit);
+                match gw.inflight.acquire_many((units + extra) as u32).await {
+                    Ok(all_of_it) => all_of_it,
+                    Err(_) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+                }
+            }
+        }
+    };
     match publish_checked(&gw, &bytes, checked, &cid.0, deadline).await {
         Ok(resp) => {
             tracing::info!(
@@ -205,6 +232,10 @@ async fn webhook(
     }
 }
 
+/// Gateway memory per accepted element beyond its bytes (its range, its
+/// envelope's strings), as counted against the in-flight budget.
+const ELEMENT_STATE_BYTES: usize = 320;
+
 /// Shows a reservation of the in-flight budget in the gauge while it lives.
 struct Reserved<'a>(&'a prometheus::IntGauge, i64);
 
@@ -212,6 +243,11 @@ impl<'a> Reserved<'a> {
     fn new(gauge: &'a prometheus::IntGauge, bytes: i64) -> Self {
         gauge.add(bytes);
         Self(gauge, bytes)
+    }
+
+    fn add(&mut self, bytes: i64) {
+        self.0.add(bytes);
+        self.1 += bytes;
     }
 }
 
