@@ -704,6 +704,55 @@ fn promtool_accepts_the_scrape_config() {
     assert!(ok, "promtool check config failed:\n{out}\n{err}");
 }
 
+/// The alert rules are valid, pass their unit tests, and are where both
+/// prometheus.yml and the compose mount say they are.
+#[test]
+fn alert_rules_are_valid_tested_and_mounted() {
+    let cfg = load_yaml("deploy/prometheus/prometheus.yml");
+    let files: Vec<String> = get(&cfg, "rule_files")
+        .and_then(Yaml::as_sequence)
+        .expect("prometheus.yml rule_files")
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    assert_eq!(files, ["alerts.yml"]);
+    let c = compose();
+    let all = services(&c);
+    let mounts = strings(get(service(&all, "prometheus"), "volumes"));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m == "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"),
+        "prometheus does not mount the rules next to its config: {mounts:?}"
+    );
+    if !command_exists("promtool") {
+        println!("SKIPPED: promtool not installed; alert rules not validated");
+        return;
+    }
+    let dir = repo_root().join("deploy/prometheus");
+    let (ok, out, err) =
+        run(Command::new("promtool")
+            .current_dir(&dir)
+            .args(["check", "rules", "alerts.yml"]));
+    assert!(ok, "promtool check rules failed:\n{out}\n{err}");
+    let (ok, out, err) =
+        run(Command::new("promtool")
+            .current_dir(&dir)
+            .args(["test", "rules", "alerts_test.yml"]));
+    assert!(ok, "promtool test rules failed:\n{out}\n{err}");
+    // Every rule has a unit test.
+    let rules = read("deploy/prometheus/alerts.yml");
+    let tests = read("deploy/prometheus/alerts_test.yml");
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            assert!(
+                tests.contains(&format!("alertname: {name}")),
+                "alert {name} has no unit test"
+            );
+        }
+    }
+}
+
 #[test]
 fn grafana_provisioning_matches_the_mounts() {
     let c = compose();
@@ -790,5 +839,71 @@ fn dockerfile_builds_one_image_for_every_role() {
     }
     if !repo_root().join("scripts/build-plugins.sh").is_file() {
         println!("WARNING: scripts/build-plugins.sh is missing; the image build needs it");
+    }
+}
+
+/// Every `docker-compose … up` command in the README starts the pipeline and
+/// a load source. docker-compose 1.29's `config --services` ignores
+/// profiles, so compose's rule is applied here to the merged config: a
+/// service with `profiles:` starts only when one of them is passed.
+#[test]
+fn readme_compose_commands_start_the_pipeline_and_a_load_source() {
+    let readme = read("README.md");
+    // Lines that are (or quote) a compose `up` command; comments dropped.
+    let lines: Vec<String> = readme
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").replace('`', ""))
+        .filter(|l| l.trim_start().starts_with("docker-compose") && l.contains("up -d"))
+        .collect();
+    assert!(lines.len() >= 2, "README compose commands: {lines:?}");
+    for cmd in lines {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let (mut files, mut profiles) = (Vec::new(), BTreeSet::new());
+        for w in words.windows(2) {
+            match w[0] {
+                "-f" => files.push(w[1]),
+                "--profile" => {
+                    profiles.insert(w[1].to_string());
+                }
+                _ => {}
+            }
+        }
+        if files.is_empty() {
+            files.push(COMPOSE);
+        }
+        let Some((ok, out, err)) = compose_config(&files, &[], false) else {
+            println!("SKIPPED: docker-compose not installed; {cmd} not checked");
+            return;
+        };
+        assert!(ok, "{cmd}: docker-compose config failed: {err}");
+        let merged = parse_yaml(&out, "merged compose config");
+        let started: BTreeSet<String> = services(&merged)
+            .into_iter()
+            .filter(|(_, s)| {
+                let own = strings(get(s, "profiles"));
+                own.is_empty() || own.iter().any(|p| profiles.contains(p))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        for core in [
+            "postgres",
+            "nats",
+            "gateway",
+            "fb-collector",
+            "ttk-collector",
+            "reporter",
+            "prometheus",
+            "grafana",
+        ] {
+            assert!(
+                started.contains(core),
+                "{cmd}: does not start {core}: {started:?}"
+            );
+        }
+        let sources: Vec<_> = ["publisher", "simulator"]
+            .into_iter()
+            .filter(|s| started.contains(*s))
+            .collect();
+        assert_eq!(sources.len(), 1, "{cmd}: load sources started: {sources:?}");
     }
 }

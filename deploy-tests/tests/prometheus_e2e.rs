@@ -550,6 +550,13 @@ async fn every_dashboard_expr_returns_data() {
     let cfg_path = dir.join("prometheus.yml");
     let (prom_cfg, target_count) = local_prometheus_config(&ports, prom_port, &interval);
     std::fs::write(&cfg_path, prom_cfg).expect("write prometheus.yml");
+    // The rules file sits next to the config, as in the compose mount: the
+    // live Prometheus loads the real alert rules too.
+    std::fs::copy(
+        repo_root().join("deploy/prometheus/alerts.yml"),
+        dir.join("alerts.yml"),
+    )
+    .expect("copy alerts.yml");
     let tsdb = dir.join("tsdb");
     let prom_env: BTreeMap<String, String> = [(
         "PATH".to_string(),
@@ -615,6 +622,38 @@ async fn every_dashboard_expr_returns_data() {
                 "only {up} of {target_count} scrape targets up after 60s: {body}\n{}",
                 stack.all_logs()
             );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The alert rules loaded and evaluate without error on real series.
+    let start = Instant::now();
+    loop {
+        let rules: Option<Json> = match client.get(format!("{prom_url}/api/v1/rules")).send().await
+        {
+            Ok(r) => r.json().await.ok(),
+            Err(_) => None,
+        };
+        let health: Vec<(String, String)> = rules
+            .as_ref()
+            .and_then(|b| b.pointer("/data/groups"))
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .map(|r| {
+                let name = r["name"].as_str().unwrap_or("?").to_string();
+                let h = r["health"].as_str().unwrap_or("?").to_string();
+                let err = r["lastError"].as_str().unwrap_or("").to_string();
+                (name, format!("{h} {err}").trim().to_string())
+            })
+            .collect();
+        let bad: Vec<_> = health.iter().filter(|(_, h)| h != "ok").collect();
+        if !health.is_empty() && bad.is_empty() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("alert rules not all healthy after 60s: {health:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -253,31 +253,49 @@ pub fn max_deliveries_subject(stream: &str) -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*")
 }
 
-/// `jetstream_oldest_unprocessed_age_seconds`: how long the oldest message
-/// of the events stream (a work queue: the backlog) has waited; 0 when empty.
-/// Events are never expired by age by default, so this is what an operator
-/// watches instead.
+/// What every host reports about the events stream (a work queue: its
+/// messages are the backlog):
+/// - `jetstream_oldest_unprocessed_age_seconds`: how long the oldest message
+///   has waited; 0 when empty. Events never expire by age by default, so
+///   this is what an operator watches instead.
+/// - `jetstream_stream_fill_ratio`: bytes held over `max_bytes` (0 when
+///   unlimited). At 1 the gateway's publishes are refused (503).
 #[derive(Clone)]
-pub struct OldestGauge(prometheus::Gauge);
+pub struct StreamGauges {
+    oldest: prometheus::Gauge,
+    fill: prometheus::Gauge,
+}
 
-impl OldestGauge {
+impl StreamGauges {
     pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let g = prometheus::Gauge::new(
+        let oldest = prometheus::Gauge::new(
             "jetstream_oldest_unprocessed_age_seconds",
             "Age of the oldest unprocessed message in the events stream (0 when empty)",
         )?;
-        registry.register(Box::new(g.clone()))?;
-        Ok(Self(g))
+        let fill = prometheus::Gauge::new(
+            "jetstream_stream_fill_ratio",
+            "Bytes in the events stream over its max_bytes (0 when unlimited); at 1 publishes are refused",
+        )?;
+        registry.register(Box::new(oldest.clone()))?;
+        registry.register(Box::new(fill.clone()))?;
+        Ok(Self { oldest, fill })
     }
 
-    pub fn observe(&self, state: &stream::State) {
+    pub fn observe(&self, info: &stream::Info) {
+        let state = &info.state;
         let first_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
         let age = if state.messages > 0 {
             (chrono::Utc::now().timestamp_millis() - first_ms).max(0) as f64 / 1000.0
         } else {
             0.0
         };
-        self.0.set(age);
+        self.oldest.set(age);
+        let max = info.config.max_bytes;
+        self.fill.set(if max > 0 {
+            state.bytes as f64 / max as f64
+        } else {
+            0.0
+        });
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn build(
     }
     let probe_js = js.clone();
     let stream_name = config.nats.stream.clone();
-    let oldest = nats::OldestGauge::new(&registry)?;
+    let gauges = nats::StreamGauges::new(&registry)?;
     // The gateway re-creates a stream that went missing (deleted by hand, a
     // lost store); its publishes are retried meanwhile.
     let owner = config.runs_gateway().then(|| config.nats.clone());
@@ -99,12 +99,12 @@ pub async fn build(
         move || {
             let js = probe_js.clone();
             let name = stream_name.clone();
-            let oldest = oldest.clone();
+            let gauges = gauges.clone();
             let owner = owner.clone();
             async move {
                 match js.get_stream(&name).await {
                     Ok(mut s) => s.info().await.is_ok_and(|i| {
-                        oldest.observe(&i.state);
+                        gauges.observe(i);
                         i.config.max_bytes < 0
                             || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99
                     }),

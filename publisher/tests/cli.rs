@@ -21,7 +21,7 @@ async fn run(args: &[&str]) -> Output {
         .args(args)
         .env_remove("EVENT_ENDPOINT")
         .env_remove("WEBHOOK_SECRET")
-        .env("RUST_LOG", "warn")
+        .env("LOG_LEVEL", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -312,4 +312,39 @@ async fn bad_arguments_exit_non_zero() {
         let out = run(args).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
+}
+
+/// LOG_LEVEL is read like every service's (a bad one is named in one line,
+/// exit 2), and logs written to a pipe carry no ANSI colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_is_read_and_piped_logs_have_no_colour() {
+    let out = Command::new(BIN)
+        .args(["--count", "1"])
+        .env("LOG_LEVEL", "no=such=[level")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LOG_LEVEL"), "{err}");
+
+    // A gateway nobody listens on: the publisher logs a warning per failed POST.
+    let out = Command::new(BIN)
+        .args([
+            "--endpoint",
+            "http://127.0.0.1:9/webhook",
+            "--count",
+            "10",
+            "--no-progress",
+        ])
+        .env_remove("RUST_LOG")
+        .env("LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.trim().is_empty(), "nothing logged at debug");
+    assert!(!err.contains('\u{1b}'), "ANSI codes in piped logs: {err:?}");
 }

@@ -22,7 +22,10 @@ const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing();
+    if let Err(msg) = init_tracing() {
+        eprintln!("error: {msg}");
+        return ExitCode::from(USAGE);
+    }
     if let Err(msg) = args.validate() {
         eprintln!("error: {msg}");
         return ExitCode::from(USAGE);
@@ -126,12 +129,22 @@ fn progress_bar(args: &Args, count: u64) -> ProgressBar {
     pb
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr at `LOG_LEVEL` (like every service; `RUST_LOG` is still
+/// read when `LOG_LEVEL` is unset), in colour only on a terminal.
+fn init_tracing() -> Result<(), String> {
+    let (name, level) = match (std::env::var("LOG_LEVEL"), std::env::var("RUST_LOG")) {
+        (Ok(l), _) if !l.trim().is_empty() => ("LOG_LEVEL", l),
+        (_, Ok(l)) if !l.trim().is_empty() => ("RUST_LOG", l),
+        _ => ("LOG_LEVEL", "info".to_string()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level.trim()).map_err(|e| {
+        format!("{name}={level:?} is not a log filter such as `info` or `warn`: {e}")
+    })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    Ok(())
 }
