@@ -73,20 +73,22 @@ pub(super) fn parse(
 
 /// Every event of a message that will not be processed again (delivered
 /// `COLLECTOR_MAX_DELIVER` times) as a `delivery` dead letter saying why.
+/// `correlation_id`, `msg_id` and `events` are the message's, from [`parse`].
 pub(super) fn exhausted_letters(
     source: &str,
-    headers: Option<&async_nats::HeaderMap>,
     payload: &Bytes,
+    correlation_id: Option<&str>,
+    msg_id: &str,
+    events: &Result<Vec<Range<usize>>, FramingError>,
     delivered: i64,
 ) -> Vec<DeadLetter> {
-    let (correlation_id, msg_id, events) = parse(headers, payload);
     let why = format!(
         "delivered {delivered} times (COLLECTOR_MAX_DELIVER) without being stored: every attempt \
          was interrupted (a crash, kill or shutdown mid-write); dead-lettered instead of left \
          stranded in the stream"
     );
     let reasons = serde_json::json!([{"field": "$", "message": why}]);
-    match &events {
+    match events {
         Ok(ranges) => ranges
             .iter()
             .enumerate()
@@ -100,7 +102,7 @@ pub(super) fn exhausted_letters(
                     raw,
                     plugin_name: None,
                     plugin_version: None,
-                    correlation_id: correlation_id.clone(),
+                    correlation_id: correlation_id.map(str::to_string),
                     dedup_key: Some(format!("{msg_id}:{index}")),
                 }
             })
@@ -108,8 +110,8 @@ pub(super) fn exhausted_letters(
         Err(e) => vec![corrupt_slice_letter(
             source,
             payload,
-            correlation_id,
-            &msg_id,
+            correlation_id.map(str::to_string),
+            msg_id,
             e,
         )],
     }
@@ -188,8 +190,10 @@ fn unpack<'a>(
             exhausted += 1;
             dead.extend(exhausted_letters(
                 source,
-                m.msg.headers.as_ref(),
                 &m.msg.payload,
+                m.correlation_id.as_deref(),
+                &m.msg_id,
+                &m.events,
                 m.delivered,
             ));
             continue;

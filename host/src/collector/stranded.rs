@@ -6,7 +6,10 @@
 //! collector listens, fetches the message by sequence, stores its events as
 //! dead letters and deletes it. Several collectors may do so at once; the
 //! dead letters' keys make that harmless.
-use super::{batch::exhausted_letters, Collector};
+use super::{
+    batch::{exhausted_letters, parse},
+    Collector,
+};
 use crate::{db, nats};
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
@@ -122,10 +125,13 @@ async fn try_recover(
         }
         Err(e) => return Err(e.into()),
     };
+    let (correlation_id, msg_id, events) = parse(Some(&message.headers), &message.payload);
     let letters = exhausted_letters(
         source,
-        Some(&message.headers),
         &message.payload,
+        correlation_id.as_deref(),
+        &msg_id,
+        &events,
         advisory.deliveries,
     );
     let mut tx = c.pool.begin().await?;
