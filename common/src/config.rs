@@ -186,16 +186,102 @@ impl CommonConfig {
     }
 }
 
-/// Parses a `postgres://` URL just enough to reject obvious mistakes early.
-pub fn database_url(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
-    let url = vars.string(name, default);
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(url)
-    } else {
-        Err(ConfigError::new(
-            name,
-            "must be a postgres:// or postgresql:// URL",
-        ))
+/// A secret value. `Debug` and `Display` print `<redacted>`, so a secret
+/// cannot reach a log line by accident; `expose` is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Vars<'_> {
+    /// A secret from `NAME`, or from the file named by `NAME_FILE` (Docker
+    /// and Kubernetes secrets), not both. Kept byte for byte except one
+    /// trailing newline from the file; blank counts as unset.
+    pub fn secret(&self, name: &str) -> Result<Option<Secret>, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        let direct = self
+            .source
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret);
+        let Some(path) = self.raw(&file_var) else {
+            return Ok(direct);
+        };
+        if direct.is_some() {
+            return Err(ConfigError::new(
+                name,
+                format!("set {name} or {file_var}, not both"),
+            ));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(&file_var, format!("cannot read {path}: {e}")))?;
+        let value = text
+            .strip_suffix('\n')
+            .map(|v| v.strip_suffix('\r').unwrap_or(v))
+            .unwrap_or(&text);
+        Ok((!value.trim().is_empty()).then(|| Secret::new(value)))
+    }
+}
+
+/// Where a service's database is: `DATABASE_URL` (no password needed in
+/// it) plus `DATABASE_PASSWORD` or `DATABASE_PASSWORD_FILE`, which wins over
+/// a password in the URL. The password is handed to the driver as it is,
+/// never pasted into a URL, so `@ : / # %` in it need no encoding.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    pub options: sqlx::postgres::PgConnectOptions,
+}
+
+impl DatabaseConfig {
+    pub fn from_vars(vars: &Vars, default_url: &str) -> Result<Self, ConfigError> {
+        let url = vars.string("DATABASE_URL", default_url);
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        let mut options = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        if let Some(password) = vars.secret("DATABASE_PASSWORD")? {
+            options = options.password(password.expose());
+        }
+        Ok(Self { options })
+    }
+}
+
+// Shows where, never the password.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.options;
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        )
     }
 }
 
@@ -227,5 +313,48 @@ mod tests {
         let v = Vars::new(&src);
         assert_eq!(v.parse::<u16>("PORT", 3000).unwrap(), 3000);
         assert_eq!(v.ranged::<u32>("N", 5, 1..=10).unwrap_err().variable, "N");
+    }
+
+    #[test]
+    fn database_password_is_applied_raw_and_never_printed() {
+        let password = "p@ss:w/o#rd% x";
+        let src = vars(&[
+            ("DATABASE_URL", "postgres://app:old@db.internal:6543/events"),
+            ("DATABASE_PASSWORD", password),
+        ]);
+        let db = DatabaseConfig::from_vars(&Vars::new(&src), "postgres://x@h/d").unwrap();
+        let shown = format!("{db:?}");
+        assert_eq!(shown, "postgres://app@db.internal:6543/events");
+        // The driver gets the password byte for byte (its Debug shows it).
+        assert!(format!("{:?}", db.options).contains(password));
+        assert!(!format!("{:?}", Secret::new(password)).contains("ss"));
+    }
+
+    #[test]
+    fn database_password_file_and_conflicts() {
+        let dir = std::env::temp_dir().join(format!("cfg-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "s3cret \n").unwrap();
+        let path = file.to_string_lossy().to_string();
+        let src = vars(&[("DATABASE_PASSWORD_FILE", &path)]);
+        let secret = Vars::new(&src)
+            .secret("DATABASE_PASSWORD")
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.expose(), "s3cret ");
+        let both = vars(&[
+            ("DATABASE_PASSWORD_FILE", &path),
+            ("DATABASE_PASSWORD", "x"),
+        ]);
+        let e = Vars::new(&both).secret("DATABASE_PASSWORD").unwrap_err();
+        assert_eq!(e.variable, "DATABASE_PASSWORD");
+        let missing = vars(&[("DATABASE_PASSWORD_FILE", "/nonexistent/pw")]);
+        let e = Vars::new(&missing).secret("DATABASE_PASSWORD").unwrap_err();
+        assert_eq!(e.variable, "DATABASE_PASSWORD_FILE");
+        let bad = vars(&[("DATABASE_URL", "mysql://x")]);
+        let e = DatabaseConfig::from_vars(&Vars::new(&bad), "postgres://h/d").unwrap_err();
+        assert_eq!(e.variable, "DATABASE_URL");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

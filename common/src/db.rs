@@ -1,11 +1,9 @@
 //! PostgreSQL: pool and migrations shared by every service.
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("bad DATABASE_URL: {0}")]
-    Url(sqlx::Error),
     #[error("database unreachable: {0}")]
     Connect(sqlx::Error),
     #[error("migrations failed: {0}")]
@@ -14,12 +12,11 @@ pub enum DbError {
 
 /// Builds a lazily connecting pool: services start (and report not-ready)
 /// even while PostgreSQL is down, and reconnect when it comes back.
-pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
-    let options = PgConnectOptions::from_str(url).map_err(DbError::Url)?;
-    Ok(PgPoolOptions::new()
+pub fn pool(options: &PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options.clone())
 }
 
 /// Applies `migrations/`. sqlx takes an advisory lock, so several services

@@ -137,6 +137,8 @@ pub fn service_env(service: &Yaml, base_dir: &Path) -> BTreeMap<String, String> 
 pub struct PortMapping {
     /// The host side, when published.
     pub host: Option<u16>,
+    /// The host address it is published on; `None` is every interface.
+    pub host_ip: Option<String>,
     /// The container side.
     pub container: u16,
 }
@@ -158,16 +160,26 @@ pub fn service_ports(service: &Yaml) -> Vec<PortMapping> {
                 } else {
                     None
                 };
+                let host_ip = (parts.len() >= 3).then(|| parts[..parts.len() - 2].join(":"));
                 if let Some(container) = container {
-                    out.push(PortMapping { host, container });
+                    out.push(PortMapping {
+                        host,
+                        host_ip,
+                        container,
+                    });
                 }
             } else if item.is_mapping() {
                 let container = get(item, "target").and_then(scalar).and_then(|p| port(&p));
                 let host = get(item, "published")
                     .and_then(scalar)
                     .and_then(|p| port(&p));
+                let host_ip = get(item, "host_ip").and_then(scalar);
                 if let Some(container) = container {
-                    out.push(PortMapping { host, container });
+                    out.push(PortMapping {
+                        host,
+                        host_ip,
+                        container,
+                    });
                 }
             }
         }
@@ -176,6 +188,7 @@ pub fn service_ports(service: &Yaml) -> Vec<PortMapping> {
         if let Some(container) = port(&p) {
             out.push(PortMapping {
                 host: None,
+                host_ip: None,
                 container,
             });
         }

@@ -31,6 +31,7 @@ const SERVICES: &[&str] = &[
     "gateway",
     "fb-collector",
     "ttk-collector",
+    "collector",
     "reporter",
     "prometheus",
     "grafana",
@@ -43,7 +44,11 @@ const APP_PORTS: &[(&str, u16)] = &[
     ("fb-collector", 3001),
     ("ttk-collector", 3002),
     ("reporter", 3003),
+    ("collector", 3005),
 ];
+
+/// Services of the host binary: they read plugins from the shared volume.
+const HOST_SERVICES: &[&str] = &["gateway", "fb-collector", "ttk-collector", "collector"];
 
 /// Secrets the production override requires, for `docker-compose config`.
 const PRODUCTION_SECRETS: &[(&str, &str)] = &[
@@ -195,6 +200,7 @@ fn depends_on_waits_for_healthy_services() {
         ("gateway", &["nats", "postgres"]),
         ("fb-collector", &["nats", "postgres"]),
         ("ttk-collector", &["nats", "postgres"]),
+        ("collector", &["nats", "postgres"]),
         ("reporter", &["postgres"]),
         ("publisher", &["gateway"]),
         ("simulator", &["gateway"]),
@@ -239,6 +245,20 @@ fn named_volumes_are_declared_and_mounted() {
             "{name}: volume {named} is not declared under top-level volumes: {declared:?}"
         );
     }
+    // One plugins volume for the gateway and every collector: a .wasm
+    // copied in is seen by all of them.
+    assert!(
+        declared.contains("plugins"),
+        "no plugins volume: {declared:?}"
+    );
+    for name in HOST_SERVICES {
+        let mounts = strings(get(service(&all, name), "volumes"));
+        assert!(
+            mounts.iter().any(|m| m == "plugins:/plugins"),
+            "{name}: does not mount the plugins volume on /plugins: {mounts:?}"
+        );
+        assert_eq!(env_of(&all, name)["PLUGINS_DIR"], "/plugins", "{name}");
+    }
     // NATS must keep JetStream on the volume.
     let cmd = strings(get(service(&all, "nats"), "command")).join(" ");
     for flag in ["-js", "-sd /data", "-m 8222"] {
@@ -277,6 +297,7 @@ fn images_roles_and_profiles() {
         ("gateway", "events-host gateway"),
         ("fb-collector", "events-host collector"),
         ("ttk-collector", "events-host collector"),
+        ("collector", "events-host collector"),
         ("reporter", "events-reporter"),
         ("simulator", "events-publisher"),
     ];
@@ -347,9 +368,15 @@ fn every_service_gets_the_environment_it_needs() {
             env["APP_ENV"]
         );
         let db = &env["DATABASE_URL"];
-        assert!(
-            db.starts_with("postgres://") && db.contains("@postgres:5432/events"),
-            "{name}: DATABASE_URL should point at the postgres service: {db}"
+        assert_eq!(
+            db, "postgres://postgres@postgres:5432/events",
+            "{name}: DATABASE_URL points at the postgres service, without a password"
+        );
+        // The password PostgreSQL was given, not a copy pasted into a URL.
+        assert_eq!(
+            env.get("DATABASE_PASSWORD").map(String::as_str),
+            Some("${POSTGRES_PASSWORD:-postgres}"),
+            "{name}: DATABASE_PASSWORD"
         );
         if *name != "reporter" {
             assert_eq!(env["NATS_URL"], "nats://nats:4222", "{name}: NATS_URL");
@@ -366,7 +393,11 @@ fn every_service_gets_the_environment_it_needs() {
     }
     assert_eq!(env_of(&all, "fb-collector")["COLLECTOR_TYPE"], "facebook");
     assert_eq!(env_of(&all, "ttk-collector")["COLLECTOR_TYPE"], "tiktok");
-    let names: BTreeSet<String> = ["gateway", "fb-collector", "ttk-collector"]
+    // One collector takes every source the dedicated ones do not.
+    let rest = env_of(&all, "collector");
+    assert_eq!(rest["COLLECTOR_TYPE"], "all");
+    assert_eq!(rest["COLLECTOR_EXCLUDE"], "facebook,tiktok");
+    let names: BTreeSet<String> = HOST_SERVICES
         .iter()
         .map(|n| {
             env_of(&all, n)
@@ -377,7 +408,7 @@ fn every_service_gets_the_environment_it_needs() {
         .collect();
     assert_eq!(
         names.len(),
-        3,
+        HOST_SERVICES.len(),
         "each host role has its own NATS_NAME: {names:?}"
     );
 
@@ -406,6 +437,7 @@ fn env_files_are_the_documented_ones() {
         ("gateway", "deploy/gateway/env.example"),
         ("fb-collector", "deploy/collectors/env.example"),
         ("ttk-collector", "deploy/collectors/env.example"),
+        ("collector", "deploy/collectors/env.example"),
         ("reporter", "deploy/reporter/env.example"),
         ("publisher", "deploy/publisher/env.example"),
         ("simulator", "deploy/publisher/env.example"),
@@ -563,10 +595,15 @@ fn merged_configs_have_the_right_settings() {
             Some("production"),
             "{name}"
         );
+        assert_eq!(
+            env.get("DATABASE_PASSWORD").map(String::as_str),
+            Some("pg-secret"),
+            "{name}: DATABASE_PASSWORD must be POSTGRES_PASSWORD"
+        );
         assert!(
             env.get("DATABASE_URL")
-                .is_some_and(|u| u.contains(":pg-secret@postgres:5432/")),
-            "{name}: DATABASE_URL must carry POSTGRES_PASSWORD"
+                .is_some_and(|u| !u.contains("pg-secret") && u.contains("@postgres:5432/")),
+            "{name}: DATABASE_URL points at postgres and carries no password"
         );
         let limits = get(service(&all, name), "deploy")
             .and_then(|d| get(d, "resources"))
@@ -598,6 +635,15 @@ fn merged_configs_have_the_right_settings() {
     );
     let pg = service_env(service(&all, "postgres"), Path::new("/nonexistent"));
     assert_eq!(pg["POSTGRES_PASSWORD"], "pg-secret");
+    assert_only_the_webhook_is_public(&all);
+    assert_own_volume_names(&merged, "events-production-");
+
+    let (ok, out, err) = compose_config(&[COMPOSE, STAGING], &[], false).unwrap();
+    assert!(ok, "{err}");
+    assert_own_volume_names(
+        &parse_yaml(&out, "merged staging config"),
+        "events-staging-",
+    );
 
     let (ok, out, err) = compose_config(&[COMPOSE, SIMULATOR_OVERRIDE], &[], false).unwrap();
     assert!(ok, "{err}");
@@ -612,6 +658,34 @@ fn merged_configs_have_the_right_settings() {
         strings(get(service(&all, "simulator"), "profiles")),
         vec!["simulator".to_string()]
     );
+}
+
+/// Every published port is bound to 127.0.0.1, except the gateway's
+/// webhook: nothing else (Prometheus, Grafana, the reporter, collectors) is
+/// reachable from outside the host.
+fn assert_only_the_webhook_is_public(all: &BTreeMap<String, Yaml>) {
+    for (name, svc) in all {
+        for p in service_ports(svc).into_iter().filter(|p| p.host.is_some()) {
+            let public = p.host_ip.as_deref().is_none_or(|ip| ip != "127.0.0.1");
+            let webhook = name == "gateway" && p.container == 3000;
+            assert_eq!(public, webhook, "{name}: port {p:?}");
+        }
+    }
+}
+
+/// Every named volume has its own name, so that an environment never starts
+/// on another's data (and the passwords stored in it).
+fn assert_own_volume_names(merged: &Yaml, prefix: &str) {
+    let volumes = get(merged, "volumes").expect("volumes");
+    let names = keys(Some(volumes));
+    assert!(names.len() >= 5, "{names:?}");
+    for v in names {
+        let name = get(volumes, &v).map(|spec| str_of(spec, "name"));
+        assert!(
+            name.as_deref().is_some_and(|n| n.starts_with(prefix)),
+            "volume {v}: name {name:?}, want {prefix}*"
+        );
+    }
 }
 
 fn scrape_jobs(p: &Yaml) -> BTreeMap<String, Yaml> {
@@ -664,6 +738,7 @@ fn prometheus_scrapes_every_service() {
             &[
                 ("fb-collector", Some("facebook")),
                 ("ttk-collector", Some("tiktok")),
+                ("collector", Some("others")),
             ],
         ),
         ("reporter", &[("reporter", None)]),
@@ -693,7 +768,8 @@ fn prometheus_scrapes_every_service() {
                 .unwrap_or_else(|| panic!("{job_name}: no target {target} in {have:?}"));
             if let Some(c) = collector {
                 assert_eq!(labels.get("collector").map(String::as_str), Some(*c));
-                assert_eq!(env["COLLECTOR_TYPE"], *c);
+                let served = if *c == "others" { "all" } else { c };
+                assert_eq!(env["COLLECTOR_TYPE"], served);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The host's configuration, parsed once from the environment.
 use crate::plugins::{Limits, RuntimeConfig};
-use events_common::config::{database_url, CommonConfig, ConfigError, Vars};
+use events_common::config::{CommonConfig, ConfigError, DatabaseConfig, Secret, Vars};
 use std::{path::PathBuf, time::Duration};
 
 /// Which parts of the host this process runs.
@@ -11,18 +11,22 @@ pub enum Role {
     All,
 }
 
-/// `COLLECTOR_TYPE`: the sources this process collects.
+/// `COLLECTOR_TYPE` (and `COLLECTOR_EXCLUDE`): the sources this process
+/// collects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sources {
-    /// Every plugin present, including plugins dropped in later.
-    All,
+    /// Every plugin present, including plugins dropped in later, except
+    /// the sources other collectors serve.
+    All {
+        except: Vec<String>,
+    },
     List(Vec<String>),
 }
 
 impl Sources {
     pub fn includes(&self, source: &str) -> bool {
         match self {
-            Self::All => true,
+            Self::All { except } => !except.iter().any(|s| s == source),
             Self::List(l) => l.iter().any(|s| s == source),
         }
     }
@@ -67,7 +71,7 @@ pub struct GatewayConfig {
     /// Elements a request may carry (413 above): bounds per-element state,
     /// which a body of tiny elements would make far larger than its bytes.
     pub max_events: usize,
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// `GATEWAY_MIN_BODY_RATE`: bytes/s an upload must keep while the
     /// gateway reads it (averaged over 3 s; 0 disables); slower is 408.
     pub min_body_rate: u64,
@@ -98,7 +102,8 @@ pub struct HostConfig {
     pub common: CommonConfig,
     pub port: u16,
     pub metrics_port: Option<u16>,
-    pub database_url: String,
+    /// `DATABASE_URL` + `DATABASE_PASSWORD`.
+    pub database: DatabaseConfig,
     pub db_max_connections: u32,
     pub nats: NatsConfig,
     pub plugins: RuntimeConfig,
@@ -109,7 +114,7 @@ pub struct HostConfig {
 impl HostConfig {
     pub fn from_vars(role: Role, vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
-        let sources = parse_sources(&vars.string("COLLECTOR_TYPE", "all"))?;
+        let sources = parse_sources(vars)?;
         let default_port = match (role, &sources) {
             (Role::Collector, Sources::List(l)) if l == &["tiktok"] => 3002,
             (Role::Collector, _) => 3001,
@@ -136,11 +141,7 @@ impl HostConfig {
             role,
             port: vars.parse("PORT", default_port)?,
             metrics_port: vars.optional("METRICS_PORT")?,
-            database_url: database_url(
-                vars,
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/events",
-            )?,
+            database: DatabaseConfig::from_vars(vars, "postgres://postgres@127.0.0.1:5432/events")?,
             db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 8, 1..=200)?,
             nats: NatsConfig {
                 url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
@@ -198,7 +199,7 @@ impl HostConfig {
                 request_timeout: request_timeout(vars)?,
                 max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
                 max_events: vars.ranged("GATEWAY_MAX_EVENTS", 100_000, 1..=10_000_000)?,
-                webhook_secret: vars.raw("WEBHOOK_SECRET"),
+                webhook_secret: vars.secret("WEBHOOK_SECRET")?,
                 min_body_rate: vars.ranged("GATEWAY_MIN_BODY_RATE", 16 << 10, 0..=1 << 30)?,
                 header_timeout: Duration::from_millis(vars.ranged(
                     "GATEWAY_HEADER_TIMEOUT_MS",
@@ -245,21 +246,36 @@ pub fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn parse_sources(value: &str) -> Result<Sources, ConfigError> {
-    if value.trim() == "all" {
-        return Ok(Sources::All);
+fn parse_sources(vars: &Vars) -> Result<Sources, ConfigError> {
+    let except = vars
+        .raw("COLLECTOR_EXCLUDE")
+        .map(|v| source_list("COLLECTOR_EXCLUDE", &v))
+        .transpose()?;
+    let value = vars.string("COLLECTOR_TYPE", "all");
+    match (value.as_str(), except) {
+        ("all", except) => Ok(Sources::All {
+            except: except.unwrap_or_default(),
+        }),
+        (_, Some(_)) => Err(ConfigError::new(
+            "COLLECTOR_EXCLUDE",
+            "only applies to COLLECTOR_TYPE=all",
+        )),
+        (list, None) => Ok(Sources::List(source_list("COLLECTOR_TYPE", list)?)),
     }
+}
+
+fn source_list(var: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     let list: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
-    if let Some(bad) = list
+    match list
         .iter()
         .find(|s| !crate::plugins::is_valid_source_name(s))
     {
-        return Err(ConfigError::new(
-            "COLLECTOR_TYPE",
+        Some(bad) => Err(ConfigError::new(
+            var,
             format!("{bad:?} is not a source name (^[a-z0-9_-]{{1,32}}$), a comma list of them, or `all`"),
-        ));
+        )),
+        None => Ok(list),
     }
-    Ok(Sources::List(list))
 }
 
 /// Not under world-writable `/tmp`: `$XDG_CACHE_HOME/events-host/plugins`,
@@ -371,5 +387,29 @@ mod tests {
             .collector
             .sources
             .includes("anything"));
+    }
+
+    #[test]
+    fn collector_all_except() {
+        let c = config(
+            Role::Collector,
+            &[
+                ("COLLECTOR_TYPE", "all"),
+                ("COLLECTOR_EXCLUDE", "facebook,tiktok"),
+            ],
+        )
+        .unwrap();
+        let s = &c.collector.sources;
+        assert!(!s.includes("facebook") && !s.includes("tiktok") && s.includes("shopify"));
+        for bad in [
+            &[
+                ("COLLECTOR_TYPE", "facebook"),
+                ("COLLECTOR_EXCLUDE", "tiktok"),
+            ][..],
+            &[("COLLECTOR_EXCLUDE", "Bad Name")][..],
+        ] {
+            let e = config(Role::Collector, bad).unwrap_err();
+            assert_eq!(e.variable, "COLLECTOR_EXCLUDE", "{e}");
+        }
     }
 }

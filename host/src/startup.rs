@@ -150,7 +150,7 @@ pub async fn build(
     let mut collector_task = None;
     let mut pool = None;
     if config.runs_collector() {
-        let p = db::pool(&config.database_url, config.db_max_connections)?;
+        let p = db::pool(&config.database.options, config.db_max_connections);
         db::migrate_with_retry(&p, Duration::from_secs(60)).await?;
         let probe_pool = p.clone();
         health.spawn_probe(

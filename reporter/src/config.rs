@@ -1,19 +1,20 @@
 //! Typed configuration, parsed once at startup from the environment.
-use events_common::config::{database_url, CommonConfig, ConfigError, Env, Source, Vars};
+use events_common::config::{CommonConfig, ConfigError, DatabaseConfig, Env, Secret, Source, Vars};
 
-/// Everything the reporter reads from its environment.
-#[derive(Clone)]
+/// Everything the reporter reads from its environment. `Debug` is safe to
+/// log: secrets print as `<redacted>`.
+#[derive(Clone, Debug)]
 pub struct Config {
     /// `PORT` (default 3003).
     pub port: u16,
-    /// `DATABASE_URL`.
-    pub database_url: String,
+    /// `DATABASE_URL` + `DATABASE_PASSWORD`.
+    pub database: DatabaseConfig,
     /// `DB_MAX_CONNECTIONS` (default 10): reports hold a connection for one
     /// query at a time, so this caps concurrent report queries.
     pub db_max_connections: u32,
     /// `REPORTER_API_TOKEN`: when set, report endpoints require
     /// `Authorization: Bearer <token>`.
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// `MIGRATION_TIMEOUT_MS` (default 60000): how long startup keeps retrying
     /// migrations while the database is unreachable.
     pub migration_timeout: std::time::Duration,
@@ -29,8 +30,8 @@ impl Config {
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let vars = Vars::new(source);
-        let api_token = vars.raw("REPORTER_API_TOKEN");
-        if let Some(token) = &api_token {
+        let api_token = vars.secret("REPORTER_API_TOKEN")?;
+        if let Some(token) = api_token.as_ref().map(Secret::expose) {
             // Bearer tokens travel in a header: keep them to visible ASCII so
             // a typo (a pasted newline, say) fails at startup, not per request.
             if !token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -42,40 +43,12 @@ impl Config {
         }
         Ok(Self {
             port: vars.parse("PORT", 3003)?,
-            database_url: database_url(&vars, "DATABASE_URL", DEFAULT_DATABASE_URL)?,
+            database: DatabaseConfig::from_vars(&vars, DEFAULT_DATABASE_URL)?,
             db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 10, 1..=200)?,
             api_token,
             migration_timeout: vars.millis("MIGRATION_TIMEOUT_MS", 60_000)?,
             common: CommonConfig::from_vars(&vars)?,
         })
-    }
-}
-
-// Hand-written so that the token never reaches a log line.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("port", &self.port)
-            .field("database_url", &redact_password(&self.database_url))
-            .field("db_max_connections", &self.db_max_connections)
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
-            .field("migration_timeout", &self.migration_timeout)
-            .field("common", &self.common)
-            .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
     }
 }
 
@@ -95,7 +68,10 @@ mod tests {
     fn defaults() {
         let c = Config::from_source(&source(&[])).unwrap();
         assert_eq!(c.port, 3003);
-        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(
+            format!("{:?}", c.database),
+            "postgres://postgres@127.0.0.1:5432/events"
+        );
         assert_eq!(c.db_max_connections, 10);
         assert!(c.api_token.is_none());
     }

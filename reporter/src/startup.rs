@@ -66,7 +66,7 @@ const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// app's `shutdown` token is cancelled.
 pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, StartupError> {
     let address = listener.local_addr()?;
-    let pool = db::pool(&config.database_url, config.db_max_connections)?;
+    let pool = db::pool(&config.database.options, config.db_max_connections);
     migrate(&pool, config.migration_timeout).await?;
 
     let shutdown = CancellationToken::new();
@@ -84,7 +84,7 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
     ))?;
     let http_metrics = http::HttpMetrics::new(&registry, "reporter")?;
     let report_metrics = ReportMetrics::new(&registry)?;
-    let token = Token(config.api_token.as_deref().map(Arc::from));
+    let token = Token(config.api_token.as_ref().map(|t| Arc::from(t.expose())));
     let state = AppState { pool: pool.clone() };
 
     let reports = Router::new()

@@ -52,7 +52,12 @@ impl Collector {
         loop {
             let wanted: Vec<String> = match &self.cfg.sources {
                 Sources::List(l) => l.clone(),
-                Sources::All => sources_rx.borrow_and_update().clone(),
+                Sources::All { .. } => sources_rx
+                    .borrow_and_update()
+                    .iter()
+                    .filter(|s| self.cfg.sources.includes(s))
+                    .cloned()
+                    .collect(),
             };
             for source in wanted {
                 if started.insert(source.clone()) {

@@ -131,7 +131,7 @@ async fn webhook(
         .cfg
         .webhook_secret
         .as_ref()
-        .and_then(|secret| auth::bearer(secret, &headers));
+        .and_then(|secret| auth::bearer(secret.expose(), &headers));
     if bearer == Some(false) {
         return unauthorized(&gw);
     }
@@ -159,7 +159,7 @@ async fn webhook(
     // From here on the request is ours: it is answered by this deadline.
     let deadline = tokio::time::Instant::now() + gw.cfg.request_timeout;
     if let (Some(secret), None) = (&gw.cfg.webhook_secret, bearer) {
-        if !auth::verify_signature(secret, &headers, &bytes) {
+        if !auth::verify_signature(secret.expose(), &headers, &bytes) {
             return unauthorized(&gw);
         }
     }

@@ -47,10 +47,9 @@ const CHUNK_SQL: &str = include_str!("gen-events.sql");
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.events > 0 && args.chunk > 0 && args.jobs > 0 && args.days > 0);
-    let pool = db::pool(
-        &args.database_url,
-        u32::try_from(args.jobs)?.saturating_add(1),
-    )?;
+    let options: sqlx::postgres::PgConnectOptions =
+        args.database_url.parse().context("bad --database-url")?;
+    let pool = db::pool(&options, u32::try_from(args.jobs)?.saturating_add(1));
     db::migrate(&pool).await.context("migrations")?;
 
     let end = args.end.unwrap_or_else(Utc::now);
