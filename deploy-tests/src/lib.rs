@@ -493,3 +493,46 @@ mod tests {
         );
     }
 }
+
+/// Grafana's built-in interval variables a panel query may use, and the
+/// duration each stands for when the query is evaluated outside Grafana.
+pub const GRAFANA_INTERVALS: &[(&str, &str)] = &[
+    ("__range", "5m"),
+    ("__rate_interval", "1m"),
+    ("__interval", "1m"),
+];
+
+/// `expr` as Prometheus receives it from Grafana, with the built-in interval
+/// variables replaced by [`GRAFANA_INTERVALS`]' durations. Any other `$`
+/// (a dashboard variable such as `$job`, `${__range}`, `$__range_s`) is an
+/// error: nothing would replace it outside Grafana, and no dashboard defines
+/// variables.
+pub fn prometheus_expr(expr: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        match GRAFANA_INTERVALS.iter().find(|(var, _)| *var == name) {
+            Some((_, duration)) => out.push_str(duration),
+            None => {
+                let context: String = rest[i..].chars().take(24).collect();
+                return Err(format!(
+                    "`{context}`: only Grafana's built-in ${} may be used",
+                    GRAFANA_INTERVALS
+                        .iter()
+                        .map(|(var, _)| *var)
+                        .collect::<Vec<_>>()
+                        .join(", $")
+                ));
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -3,8 +3,12 @@
 //! expression that uses only metrics the services export, the required
 //! panels exist, and (with promtool) every expression parses.
 //!
-//! `tests/prometheus_e2e.rs` then evaluates every expression against a real
-//! Prometheus scraping the real services.
+//! Expressions may use Grafana's built-in interval variables (`$__range`,
+//! `$__rate_interval`, `$__interval`) and nothing else starting with `$`:
+//! [`prometheus_expr`] replaces those with concrete durations before an
+//! expression goes to promtool. `tests/prometheus_e2e.rs` then evaluates
+//! every expression, substituted the same way, against a real Prometheus
+//! scraping the real services.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,7 +16,8 @@ use std::{
 };
 
 use deploy_tests::{
-    all_exprs, command_exists, dashboards, metric_names, panel_exprs, panels, run, title,
+    all_exprs, command_exists, dashboards, metric_names, panel_exprs, panels, prometheus_expr, run,
+    title,
 };
 use serde_json::{json, Value as Json};
 
@@ -58,15 +63,79 @@ const METRICS: &[&str] = &[
     "collector_batch_duration_seconds_bucket",
     "collector_db_write_duration_seconds_bucket",
     "collector_consumer_pending",
+    "collector_db_retries_total",
+    "jetstream_stream_fill_ratio",
+    "dead_letters_oldest_unwritten_age_seconds",
     "dead_letters_total",
     "plugin_calls_total",
     "plugin_events_total",
     "plugin_failures_total",
     "plugin_call_duration_seconds_bucket",
+    "plugins_loaded",
     "reporter_report_duration_seconds_bucket",
     "reporter_requests_total",
     "reporter_requests_in_flight",
 ];
+
+#[test]
+fn prometheus_expr_substitutes_only_the_builtin_intervals() {
+    assert_eq!(
+        prometheus_expr("sum(increase(x_total[$__range])) or vector(0)").as_deref(),
+        Ok("sum(increase(x_total[5m])) or vector(0)")
+    );
+    assert_eq!(
+        prometheus_expr("rate(x_total[$__rate_interval]) + rate(y_total[$__interval])").as_deref(),
+        Ok("rate(x_total[1m]) + rate(y_total[1m])")
+    );
+    assert_eq!(prometheus_expr("up").as_deref(), Ok("up"));
+    for bad in [
+        "up{job=\"$job\"}",
+        "rate(x_total[${__range}])",
+        "rate(x_total[$__range_s])",
+        "rate(x_total[$__interval_ms])",
+        "rate(x_total[$])",
+    ] {
+        assert!(prometheus_expr(bad).is_err(), "accepted {bad}");
+    }
+}
+
+/// Where `text` holds `word` as a whole identifier (byte offsets).
+fn occurrences(text: &str, word: &str) -> Vec<usize> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    text.match_indices(word)
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            !text[..i].chars().next_back().is_some_and(ident)
+                && !text[i + word.len()..].chars().next().is_some_and(ident)
+        })
+        .collect()
+}
+
+/// Metric names of `expr` as Prometheus evaluates it (Grafana's interval
+/// variables substituted: `offset $__range` is not a metric).
+fn metrics_of(expr: &str) -> BTreeSet<String> {
+    metric_names(&prometheus_expr(expr).unwrap_or_else(|_| expr.to_string()))
+}
+
+/// True when `text` holds `word` as a whole identifier.
+fn mentions(text: &str, word: &str) -> bool {
+    !occurrences(text, word).is_empty()
+}
+
+/// The label names a legend format refers to (`{{collector}}` gives
+/// `collector`).
+fn legend_labels(legend: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = legend;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        out.push(rest[start + 2..start + 2 + len].trim().to_string());
+        rest = &rest[start + 2 + len + 2..];
+    }
+    out
+}
 
 fn ds() -> Json {
     json!({"type": "prometheus", "uid": "prometheus"})
@@ -197,13 +266,12 @@ fn every_panel_queries_the_prometheus_datasource() {
                 "{file}: panel {:?} has an empty expr",
                 title(&p)
             );
-            // Grafana variables ($__rate_interval, $job) would not evaluate in
-            // Prometheus, and the end-to-end test runs the exprs verbatim.
-            assert!(
-                !expr.contains('$'),
-                "{file}: panel {:?}: template variables are not used: {expr}",
-                title(&p)
-            );
+            // Only Grafana's built-in interval variables: the tests (and
+            // anyone pasting a query into Prometheus) replace those with a
+            // duration; any other variable would not evaluate.
+            if let Err(why) = prometheus_expr(expr) {
+                panic!("{file}: panel {:?}: {why}: {expr}", title(&p));
+            }
         }
     }
 }
@@ -213,13 +281,223 @@ fn exprs_use_only_exported_metrics() {
     let known: BTreeSet<&str> = METRICS.iter().copied().collect();
     let mut unknown = BTreeMap::new();
     for (file, panel, expr) in all_exprs() {
-        for m in metric_names(&expr) {
+        for m in metrics_of(&expr) {
             if !known.contains(m.as_str()) {
                 unknown.insert(m, format!("{file}: {panel}: {expr}"));
             }
         }
     }
     assert!(unknown.is_empty(), "unknown metrics: {unknown:#?}");
+}
+
+#[test]
+fn every_panel_has_a_unit() {
+    for (file, p) in query_panels() {
+        if kind(&p) == "text" {
+            continue;
+        }
+        let unit = p
+            .pointer("/fieldConfig/defaults/unit")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        assert!(
+            !unit.trim().is_empty(),
+            "{file}: panel {:?} has no fieldConfig.defaults.unit",
+            title(&p)
+        );
+    }
+}
+
+/// Every target names its series: an explicit legend (not Grafana's
+/// `__auto`, which shows the raw query for a label-less series), whose
+/// `{{label}}`s the expression keeps, and which is not blank for a
+/// label-less `vector(...)` fallback.
+#[test]
+fn every_target_has_a_legend() {
+    for (file, p) in query_panels() {
+        if kind(&p) == "text" {
+            continue;
+        }
+        for t in p
+            .get("targets")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let expr = t.get("expr").and_then(Json::as_str).unwrap_or_default();
+            let legend = t
+                .get("legendFormat")
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            let what = format!("{file}: panel {:?}: legend {legend:?} of {expr}", title(&p));
+            assert!(
+                !legend.trim().is_empty() && legend.trim() != "__auto",
+                "{what}: every target needs an explicit legendFormat"
+            );
+            let labels = legend_labels(legend);
+            for label in &labels {
+                assert!(
+                    !label.is_empty() && mentions(expr, label),
+                    "{what}: the expression does not keep label {label:?}"
+                );
+            }
+            let mut literal = legend.to_string();
+            for label in &labels {
+                literal = literal.replace(&format!("{{{{{label}}}}}"), "");
+            }
+            assert!(
+                !expr.contains("vector(") || literal.chars().any(char::is_alphanumeric),
+                "{what}: the label-less vector(...) fallback would have a blank legend; add text"
+            );
+        }
+    }
+}
+
+fn threshold_steps(p: &Json) -> Vec<(String, Option<f64>)> {
+    p.pointer("/fieldConfig/defaults/thresholds/steps")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s.get("color")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                s.get("value").and_then(Json::as_f64),
+            )
+        })
+        .collect()
+}
+
+/// Stat panels whose queries read a counter (`*_total`), with those counters.
+fn counter_stats() -> Vec<(String, Json, BTreeSet<String>)> {
+    query_panels()
+        .into_iter()
+        .filter(|(_, p)| kind(p) == "stat")
+        .filter_map(|(file, p)| {
+            let counters: BTreeSet<String> = panel_exprs(&p)
+                .iter()
+                .flat_map(|e| metrics_of(e))
+                .filter(|m| m.ends_with("_total"))
+                .collect();
+            (!counters.is_empty()).then_some((file, p, counters))
+        })
+        .collect()
+}
+
+/// How a stat query reads a counter over the selected range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum RangeRead {
+    /// `increase(m[$__range])`
+    Increase,
+    /// `min_over_time(m[$__range])`: the first value of a series ...
+    FirstValue,
+    /// `m offset $__range`: ... that did not exist when the range began.
+    AtStart,
+}
+
+/// Every read of counter `m` in `expr`; `Err` for any other use (a lifetime
+/// total, a fixed window).
+fn range_reads(expr: &str, m: &str) -> Result<BTreeSet<RangeRead>, String> {
+    let mut reads = BTreeSet::new();
+    for i in occurrences(expr, m) {
+        let mut after = &expr[i + m.len()..];
+        if after.starts_with('{') {
+            after = after.split_once('}').map_or("", |(_, rest)| rest);
+        }
+        let before = &expr[..i];
+        let read = if before.ends_with("increase(") && after.starts_with("[$__range])") {
+            RangeRead::Increase
+        } else if before.ends_with("min_over_time(") && after.starts_with("[$__range])") {
+            RangeRead::FirstValue
+        } else if before.ends_with("unless ") && after.trim_start().starts_with("offset $__range") {
+            RangeRead::AtStart
+        } else {
+            let context: String = expr[i..].chars().take(m.len() + 20).collect();
+            return Err(format!("`{context}`"));
+        };
+        reads.insert(read);
+    }
+    Ok(reads)
+}
+
+/// Stat panels over counters show what happened in the selected time range
+/// (`increase(...[$__range])`, so a restart does not reset them and the time
+/// picker applies, plus the first value of series first seen in the range,
+/// which `increase` cannot see), evaluated once at its end; failure stats
+/// are red only when something failed in the range.
+#[test]
+fn stat_panels_over_counters_count_the_selected_range() {
+    let stats = counter_stats();
+    assert!(
+        stats.len() >= 3,
+        "only {} stat panels over counters",
+        stats.len()
+    );
+    for (file, p, counters) in stats {
+        let name = format!("{file}: stat {:?}", title(&p));
+        assert!(
+            title(&p).to_lowercase().contains("in range"),
+            "{name}: the title must say the value is for the selected range (\"in range\")"
+        );
+        for t in p
+            .get("targets")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let expr = t.get("expr").and_then(Json::as_str).unwrap_or_default();
+            for m in metrics_of(expr).iter().filter(|m| m.ends_with("_total")) {
+                let reads = range_reads(expr, m).unwrap_or_else(|bad| {
+                    panic!(
+                        "{name}: {bad}: counter {m} may only be read over the selected range: \
+                         increase({m}[$__range]), min_over_time({m}[$__range]) unless {m} offset $__range: {expr}"
+                    )
+                });
+                assert_eq!(
+                    reads,
+                    [RangeRead::Increase, RangeRead::FirstValue, RangeRead::AtStart].into(),
+                    "{name}: counter {m}: (sum(increase({m}[$__range])) or vector(0)) + \
+                     (sum(min_over_time({m}[$__range]) unless {m} offset $__range) or vector(0)): {expr}"
+                );
+            }
+            assert!(
+                t.get("instant").and_then(Json::as_bool) == Some(true)
+                    && t.get("range").and_then(Json::as_bool) != Some(true),
+                "{name}: the increase over the whole range is one instant query: {expr}"
+            );
+        }
+        let steps = threshold_steps(&p);
+        assert!(
+            steps
+                .first()
+                .is_some_and(|(c, v)| c == "green" && v.is_none()),
+            "{name}: thresholds must start green: {steps:?}"
+        );
+        let failures = counters.iter().any(|m| {
+            ["failed", "failure", "dead_letter"]
+                .iter()
+                .any(|f| m.contains(f))
+        });
+        let red: Vec<Option<f64>> = steps
+            .iter()
+            .filter(|(c, _)| c == "red")
+            .map(|(_, v)| *v)
+            .collect();
+        if failures {
+            // increase() of an integer counter is 0, or at least 1 once it moved.
+            assert!(
+                red.len() == 1 && red[0].is_some_and(|v| v > 0.0 && v <= 1.0),
+                "{name}: must turn red exactly when something failed in the range: {steps:?}"
+            );
+        } else {
+            assert!(
+                red.is_empty(),
+                "{name}: not a failure count, never red: {steps:?}"
+            );
+        }
+    }
 }
 
 /// Panels of type `ty` whose exprs (all of them, joined) contain every needle.
@@ -310,6 +588,16 @@ fn required_panels_exist() {
             &["plugin_call_duration_seconds_bucket", "le, plugin, version"],
         ),
         ("JetStream consumer lag", &["collector_consumer_pending"]),
+        ("JetStream stream fill", &["jetstream_stream_fill_ratio"]),
+        (
+            "DB retries per collector",
+            &["collector_db_retries_total", "by (collector)"],
+        ),
+        ("plugins loaded", &["plugins_loaded"]),
+        (
+            "dead-letter lag",
+            &["dead_letters_oldest_unwritten_age_seconds"],
+        ),
         ("HTTP request rate", &["rate(http_requests_total[1m])"]),
         ("HTTP 5xx", &["http_requests_total{status=~\"5..\"}"]),
         (
@@ -323,6 +611,23 @@ fn required_panels_exist() {
             "no timeseries panel for {what} ({needles:?})"
         );
     }
+
+    for (needle, unit) in [
+        ("jetstream_stream_fill_ratio", "percentunit"),
+        ("collector_db_retries_total", "short"),
+        ("plugins_loaded", "short"),
+        ("dead_letters_oldest_unwritten_age_seconds", "s"),
+    ] {
+        for p in find(&all, "timeseries", &[needle]) {
+            assert_eq!(
+                p.pointer("/fieldConfig/defaults/unit")
+                    .and_then(Json::as_str),
+                Some(unit),
+                "panel {:?} over {needle}: unit",
+                title(p)
+            );
+        }
+    }
 }
 
 /// Counters that may legitimately stay at zero (no series at all until the
@@ -334,6 +639,7 @@ fn failure_exprs_return_a_series_when_nothing_failed() {
         "gateway_events_duplicate_total",
         "gateway_webhook_auth_failures_total",
         "collector_events_failed_total",
+        "collector_db_retries_total",
         "dead_letters_total",
         "plugin_failures_total",
         "status=~\"5..\"",
@@ -349,7 +655,8 @@ fn failure_exprs_return_a_series_when_nothing_failed() {
 }
 
 /// promtool has no offline query checker, but it parses recording rules: one
-/// rule per expression makes it check every expression's syntax.
+/// rule per expression (Grafana's interval variables substituted) makes it
+/// check every expression's syntax.
 #[test]
 fn promtool_parses_every_expr() {
     if !command_exists("promtool") {
@@ -358,8 +665,9 @@ fn promtool_parses_every_expr() {
     }
     let exprs = all_exprs();
     let mut rules = String::from("groups:\n  - name: dashboard_exprs\n    rules:\n");
-    for (i, (_, _, expr)) in exprs.iter().enumerate() {
-        let quoted = serde_json::to_string(expr).expect("string"); // JSON strings are YAML
+    for (i, (file, panel, expr)) in exprs.iter().enumerate() {
+        let expr = prometheus_expr(expr).unwrap_or_else(|why| panic!("{file}: {panel}: {why}"));
+        let quoted = serde_json::to_string(&expr).expect("string"); // JSON strings are YAML
         rules.push_str(&format!(
             "      - record: dashboard:expr_{i}\n        expr: {quoted}\n"
         ));
@@ -377,5 +685,59 @@ fn promtool_parses_every_expr() {
     assert!(
         out.contains(&format!("SUCCESS: {} rules found", exprs.len())),
         "promtool output: {out}"
+    );
+}
+
+/// The counter stats' queries on made-up series (`promtool test rules`,
+/// `$__range` = 5m, one scrape per 15s): an old series growing by 1 per
+/// scrape until 15m, and a series first seen at 10m with 1 that never moves
+/// again (a first failure of its kind). At 12m the range holds 20 + 1; at
+/// 25m nothing happened in the range: 0, so failure stats are green again.
+#[test]
+fn counter_stats_count_what_happened_in_the_range() {
+    if !command_exists("promtool") {
+        println!("SKIPPED: promtool not installed; stat queries not evaluated");
+        return;
+    }
+    let mut rules = String::from("groups:\n  - name: stats\n    rules:\n");
+    let mut tests = String::from("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n");
+    let mut n = 0;
+    for (file, p, counters) in counter_stats() {
+        for expr in panel_exprs(&p) {
+            let name = format!("{file}: stat {:?}: {expr}", title(&p));
+            let ms: Vec<&String> = counters
+                .iter()
+                .filter(|m| metrics_of(&expr).contains(*m))
+                .collect();
+            assert_eq!(ms.len(), 1, "{name}: one counter per stat query");
+            let m = ms[0];
+            let expr = prometheus_expr(&expr).unwrap_or_else(|why| panic!("{name}: {why}"));
+            let quoted = serde_json::to_string(&expr).expect("string");
+            rules.push_str(&format!(
+                "      - record: stat_{n}\n        expr: {quoted}\n"
+            ));
+            tests.push_str(&format!(
+                "  - interval: 15s\n    input_series:\n\
+                 \x20     - series: '{m}{{test=\"old\"}}'\n        values: '0+1x60 60x40'\n\
+                 \x20     - series: '{m}{{test=\"new\"}}'\n        values: '_x40 1x60'\n\
+                 \x20   promql_expr_test:\n\
+                 \x20     - expr: stat_{n}\n        eval_time: 12m\n        exp_samples: [{{labels: 'stat_{n}', value: 21}}]\n\
+                 \x20     - expr: stat_{n}\n        eval_time: 25m\n        exp_samples: [{{labels: 'stat_{n}', value: 0}}]\n"
+            ));
+            n += 1;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("deploy-tests-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("rules.yml"), &rules).expect("write rules");
+    std::fs::write(dir.join("tests.yml"), &tests).expect("write tests");
+    let (ok, out, err) = run(Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(dir.join("tests.yml")));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        ok,
+        "counter stats miscount their range ({n} queries):\n{out}\n{err}\n{rules}"
     );
 }

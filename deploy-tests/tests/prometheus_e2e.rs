@@ -8,7 +8,8 @@
 //! then Prometheus with `deploy/prometheus/prometheus.yml` rewritten to the
 //! local ports. Drives traffic with `events-publisher` and a few reporter
 //! requests, waits for scrapes, and evaluates every expression through
-//! `/api/v1/query`.
+//! `/api/v1/query`, with Grafana's built-in interval variables (`$__range`,
+//! `$__rate_interval`, `$__interval`) replaced by durations first.
 //!
 //! Needs the binaries (EVENTS_BIN_DIR, default /var/cache/events-target/debug)
 //! and the plugins (dist/plugins/*.wasm); without them it prints `SKIPPED:`
@@ -38,7 +39,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use deploy_tests::{all_exprs, get, load_yaml, repo_root, scalar, strings};
+use deploy_tests::{all_exprs, get, load_yaml, prometheus_expr, repo_root, scalar, strings};
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -355,8 +356,9 @@ fn local_prometheus_config(
     )
 }
 
-/// Evaluates `expr` now; Ok(number of series) or Err(reason).
-async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Result<usize, String> {
+/// Evaluates `expr` now; Ok(the value of each series, NaN when unreadable)
+/// or Err(reason).
+async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Result<Vec<f64>, String> {
     let resp = client
         .get(format!("{prom}/api/v1/query"))
         .query(&[("query", expr)])
@@ -380,18 +382,26 @@ async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Result<usize
     let data = body.get("data").cloned().unwrap_or_default();
     match data.get("resultType").and_then(Json::as_str) {
         Some("vector") | Some("matrix") => {
-            let n = data
+            let values: Vec<f64> = data
                 .get("result")
                 .and_then(Json::as_array)
-                .map(Vec::len)
-                .unwrap_or(0);
-            if n == 0 {
+                .into_iter()
+                .flatten()
+                .map(|series| {
+                    series
+                        .pointer("/value/1")
+                        .and_then(Json::as_str)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            if values.is_empty() {
                 Err("no data (empty result)".into())
             } else {
-                Ok(n)
+                Ok(values)
             }
         }
-        Some(_) => Ok(1),
+        Some(_) => Ok(vec![f64::NAN]),
         None => Err(format!("no resultType: {body}")),
     }
 }
@@ -450,8 +460,32 @@ async fn every_dashboard_expr_returns_data() {
         deploy_tests::command_exists(&prometheus),
         "Prometheus not found ({prometheus}); install it (apt-get install prometheus) or set PROMETHEUS_BIN"
     );
-    let exprs = all_exprs();
+    // (file, panel, expr as in the dashboard, expr as sent to Prometheus)
+    let exprs: Vec<(String, String, String, String)> = all_exprs()
+        .into_iter()
+        .map(|(file, panel, expr)| {
+            let sent = prometheus_expr(&expr)
+                .unwrap_or_else(|why| panic!("{file} / {panel}: {why}: {expr}"));
+            (file, panel, expr, sent)
+        })
+        .collect();
     assert!(!exprs.is_empty(), "no dashboard expressions");
+    // The range stats and the stream-fill, DB-retry, plugins-loaded and
+    // dead-letter-lag panels
+    // are among what gets evaluated.
+    for needle in [
+        "[$__range]",
+        "jetstream_stream_fill_ratio",
+        "collector_db_retries_total",
+        "plugins_loaded",
+        "dead_letters_oldest_unwritten_age_seconds",
+    ] {
+        assert!(
+            exprs.iter().any(|(_, _, expr, _)| expr.contains(needle)),
+            "no dashboard expression uses {needle}"
+        );
+    }
+    let substituted = exprs.iter().filter(|(_, _, e, s)| e != s).count();
 
     // --- the stack -------------------------------------------------------------
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -481,6 +515,7 @@ async fn every_dashboard_expr_returns_data() {
         ("gateway", free_port()),
         ("fb-collector", free_port()),
         ("ttk-collector", free_port()),
+        ("collector", free_port()),
         ("reporter", free_port()),
     ]
     .into_iter()
@@ -523,6 +558,11 @@ async fn every_dashboard_expr_returns_data() {
     let mut ttk_env = base_env(ports["ttk-collector"], "deploy-e2e-ttk");
     ttk_env.insert("COLLECTOR_TYPE".into(), "tiktok".into());
     let ttk = stack.spawn("ttk-collector", &host, &["collector"], &ttk_env);
+    // As in compose: one collector for every source the two above leave.
+    let mut rest_env = base_env(ports["collector"], "deploy-e2e-rest");
+    rest_env.insert("COLLECTOR_TYPE".into(), "all".into());
+    rest_env.insert("COLLECTOR_EXCLUDE".into(), "facebook,tiktok".into());
+    let rest = stack.spawn("collector", &host, &["collector"], &rest_env);
     let rep = stack.spawn(
         "reporter",
         &bins["events-reporter"].clone(),
@@ -535,6 +575,7 @@ async fn every_dashboard_expr_returns_data() {
         (gw, "gateway"),
         (fb, "fb-collector"),
         (ttk, "ttk-collector"),
+        (rest, "collector"),
         (rep, "reporter"),
     ] {
         let url = format!("http://127.0.0.1:{}/health/ready", ports[svc]);
@@ -721,9 +762,31 @@ async fn every_dashboard_expr_returns_data() {
             stack.assert_running(i);
         }
         let mut failures = Vec::new();
-        for (file, panel, expr) in &exprs {
-            if let Err(why) = query(&client, &prom_url, expr).await {
-                failures.push(format!("{file} / {panel}:\n      {expr}\n      -> {why}"));
+        for (file, panel, expr, sent) in &exprs {
+            // The gateway stats over the range must count the traffic just
+            // sent (increase() alone misses series first seen in the range).
+            let counts_traffic = expr.contains("[$__range]")
+                && [
+                    "gateway_events_accepted_total",
+                    "gateway_events_processed_total",
+                ]
+                .iter()
+                .any(|m| expr.contains(m));
+            let result = match query(&client, &prom_url, sent).await {
+                Ok(values) if counts_traffic && !values.iter().any(|v| *v > 0.0) => Err(format!(
+                    "{values:?}: no events counted in the range after the publisher's traffic"
+                )),
+                other => other,
+            };
+            if let Err(why) = result {
+                let sent = if sent == expr {
+                    String::new()
+                } else {
+                    format!("\n      sent as {sent}")
+                };
+                failures.push(format!(
+                    "{file} / {panel}:\n      {expr}{sent}\n      -> {why}"
+                ));
             }
         }
         if failures.is_empty() || Instant::now() > deadline {
@@ -769,7 +832,8 @@ async fn every_dashboard_expr_returns_data() {
         );
     }
     println!(
-        "prometheus_e2e: all {} dashboard expressions returned data",
+        "prometheus_e2e: all {} dashboard expressions returned data \
+         ({substituted} with Grafana interval variables substituted)",
         exprs.len()
     );
 }

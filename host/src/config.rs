@@ -34,7 +34,14 @@ impl Sources {
 
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
+    /// `NATS_URL` as given (one server or a comma-separated list).
     pub url: String,
+    /// The servers in `NATS_URL`: the client tries each, so a dead first
+    /// address does not prevent connecting to a cluster.
+    pub servers: Vec<async_nats::ServerAddr>,
+    /// `JETSTREAM_REPLICAS`: copies of each stream in a cluster (1 on a
+    /// single server); consumers inherit it.
+    pub replicas: usize,
     pub name: String,
     /// `None`: reconnect forever.
     pub max_reconnect_attempts: Option<usize>,
@@ -145,6 +152,8 @@ impl HostConfig {
             db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 8, 1..=200)?,
             nats: NatsConfig {
                 url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
+                servers: nats_servers(&vars.string("NATS_URL", "nats://127.0.0.1:4222"))?,
+                replicas: vars.ranged("JETSTREAM_REPLICAS", 1, 1..=5)?,
                 name: vars.string("NATS_NAME", &format!("events-host-{}", role_name(role))),
                 max_reconnect_attempts: (max_reconnect > 0).then_some(max_reconnect as usize),
                 reconnect_time_wait: vars.millis("NATS_RECONNECT_TIME_WAIT", 2000)?,
@@ -306,6 +315,23 @@ fn request_timeout(vars: &Vars) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms))
 }
 
+fn nats_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+    let servers = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                ConfigError::new("NATS_URL", format!("{s:?} is not a NATS server URL: {e}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(ConfigError::new("NATS_URL", "lists no server"));
+    }
+    Ok(servers)
+}
+
 fn stream_name(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
     let v = vars.string(name, default);
     if v.bytes()
@@ -387,6 +413,39 @@ mod tests {
             .collector
             .sources
             .includes("anything"));
+    }
+
+    #[test]
+    fn nats_url_lists_servers_and_replicas_are_bounded() {
+        let c = config(
+            Role::Gateway,
+            &[
+                (
+                    "NATS_URL",
+                    "nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://10.0.0.3:4222",
+                ),
+                ("JETSTREAM_REPLICAS", "3"),
+            ],
+        )
+        .unwrap();
+        let hosts: Vec<_> = c
+            .nats
+            .servers
+            .iter()
+            .map(|s| s.host().to_string())
+            .collect();
+        assert_eq!(hosts, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(c.nats.replicas, 3);
+        assert_eq!(config(Role::Gateway, &[]).unwrap().nats.replicas, 1);
+        for (var, value) in [
+            ("JETSTREAM_REPLICAS", "0"),
+            ("JETSTREAM_REPLICAS", "6"),
+            ("NATS_URL", ",,"),
+            ("NATS_URL", "nats://a:4222,http://[bad"),
+        ] {
+            let e = config(Role::Gateway, &[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{value}: {e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (`<prefix>.<source>.<funnel>.<type>`) earlier versions wrote, so a backlog
 //! left by them is still consumed.
 use crate::config::{CollectorConfig, NatsConfig};
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, context::GetStreamErrorKind, stream, ErrorCode};
 use events_common::health::Health;
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub async fn connect(cfg: &NatsConfig, health: &Health) -> Result<async_nats::Cl
                 }
             }
         })
-        .connect(&cfg.url)
+        .connect(cfg.servers.as_slice())
         .await
         .map_err(|e| NatsError::Connect(e.to_string()))?;
     if client.connection_state() == async_nats::connection::State::Connected {
@@ -84,6 +84,7 @@ fn stream_configs(cfg: &NatsConfig) -> [stream::Config; 2] {
         duplicate_window: cfg.duplicate_window,
         max_bytes: cfg.max_bytes,
         max_age: cfg.max_age,
+        num_replicas: cfg.replicas,
         ..Default::default()
     })
 }
@@ -150,6 +151,11 @@ pub async fn wait_for_streams(
                 "JETSTREAM_DUPLICATE_WINDOW_SECS",
                 actual.duplicate_window.as_secs().to_string(),
                 wanted.duplicate_window.as_secs().to_string(),
+            ),
+            (
+                "JETSTREAM_REPLICAS",
+                actual.num_replicas.to_string(),
+                wanted.num_replicas.to_string(),
             ),
         ] {
             if theirs != ours {
@@ -253,49 +259,90 @@ pub fn max_deliveries_subject(stream: &str) -> String {
     format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*")
 }
 
-/// What every host reports about the events stream (a work queue: its
-/// messages are the backlog):
-/// - `jetstream_oldest_unprocessed_age_seconds`: how long the oldest message
-///   has waited; 0 when empty. Events never expire by age by default, so
-///   this is what an operator watches instead.
-/// - `jetstream_stream_fill_ratio`: bytes held over `max_bytes` (0 when
-///   unlimited). At 1 the gateway's publishes are refused (503).
+/// Gauges of the streams, set by the readiness probe.
 #[derive(Clone)]
 pub struct StreamGauges {
     oldest: prometheus::Gauge,
     fill: prometheus::Gauge,
+    dead_letters_oldest: prometheus::Gauge,
 }
 
 impl StreamGauges {
     pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let oldest = prometheus::Gauge::new(
-            "jetstream_oldest_unprocessed_age_seconds",
-            "Age of the oldest unprocessed message in the events stream (0 when empty)",
-        )?;
-        let fill = prometheus::Gauge::new(
-            "jetstream_stream_fill_ratio",
-            "Bytes in the events stream over its max_bytes (0 when unlimited); at 1 publishes are refused",
-        )?;
-        registry.register(Box::new(oldest.clone()))?;
-        registry.register(Box::new(fill.clone()))?;
-        Ok(Self { oldest, fill })
+        let gauge = |name: &str, help: &str| -> prometheus::Result<prometheus::Gauge> {
+            let g = prometheus::Gauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(Self {
+            oldest: gauge(
+                "jetstream_oldest_unprocessed_age_seconds",
+                "Age of the oldest unprocessed message in the events stream (0 when empty)",
+            )?,
+            fill: gauge(
+                "jetstream_stream_fill_ratio",
+                "Bytes in the events stream over its max_bytes (0 when unlimited); at 1 publishes are refused",
+            )?,
+            dead_letters_oldest: gauge(
+                "dead_letters_oldest_unwritten_age_seconds",
+                "Age of the oldest refused event not yet written to dead_letters (0 when none)",
+            )?,
+        })
     }
 
-    pub fn observe(&self, info: &stream::Info) {
-        let state = &info.state;
-        let first_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
-        let age = if state.messages > 0 {
-            (chrono::Utc::now().timestamp_millis() - first_ms).max(0) as f64 / 1000.0
-        } else {
-            0.0
-        };
-        self.oldest.set(age);
+    fn observe(&self, info: &stream::Info) {
+        self.oldest.set(oldest_age(info));
         let max = info.config.max_bytes;
         self.fill.set(if max > 0 {
-            state.bytes as f64 / max as f64
+            info.state.bytes as f64 / max as f64
         } else {
             0.0
         });
+    }
+}
+
+/// Seconds since the oldest message in the stream was stored (0 if empty).
+fn oldest_age(info: &stream::Info) -> f64 {
+    let state = &info.state;
+    if state.messages == 0 {
+        return 0.0;
+    }
+    let first_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+    (chrono::Utc::now().timestamp_millis() - first_ms).max(0) as f64 / 1000.0
+}
+
+/// One readiness probe of both streams: sets the gauges and, for the owner
+/// of the streams (the gateway), re-creates a missing one. Ready while the
+/// events stream exists and is under 99% full.
+pub async fn probe_streams(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+    gauges: &StreamGauges,
+    owns_streams: bool,
+) -> bool {
+    let events = js.get_stream(&cfg.stream).await;
+    let dead_letters = js.get_stream(&cfg.dlq_stream).await;
+    if let Ok(s) = &dead_letters {
+        gauges.dead_letters_oldest.set(oldest_age(s.cached_info()));
+    }
+    let missing = [&events, &dead_letters].into_iter().any(|r| {
+        matches!(r, Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+            if j.error_code() == ErrorCode::STREAM_NOT_FOUND))
+    });
+    if owns_streams && missing {
+        tracing::warn!("a stream is missing, re-creating it");
+        if let Err(e) = ensure_streams(js, cfg).await {
+            tracing::warn!(error = %e, "cannot re-create the streams yet");
+        }
+    }
+    match events {
+        Ok(s) => {
+            let info = s.cached_info();
+            gauges.observe(info);
+            info.config.max_bytes < 0
+                || (info.state.bytes as i64) < info.config.max_bytes / 100 * 99
+        }
+        Err(_) => false,
     }
 }
 

@@ -9,7 +9,6 @@ use crate::{
     plugins::{PluginMetrics, PluginRuntime},
 };
 use anyhow::Context as _;
-use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
 use axum::http::HeaderName;
 use events_common::{db, health::Health, http};
 use prometheus::Registry;
@@ -86,41 +85,18 @@ pub async fn build(
     } else {
         nats::wait_for_streams(&js, &config.nats, &stop).await?;
     }
-    let probe_js = js.clone();
-    let stream_name = config.nats.stream.clone();
     let gauges = nats::StreamGauges::new(&registry)?;
+    let (probe_js, probe_cfg) = (js.clone(), config.nats.clone());
     // The gateway re-creates a stream that went missing (deleted by hand, a
     // lost store); its publishes are retried meanwhile.
-    let owner = config.runs_gateway().then(|| config.nats.clone());
+    let owns_streams = config.runs_gateway();
     health.spawn_probe(
         "jetstream",
         Duration::from_secs(1),
         stop.clone(),
         move || {
-            let js = probe_js.clone();
-            let name = stream_name.clone();
-            let gauges = gauges.clone();
-            let owner = owner.clone();
-            async move {
-                match js.get_stream(&name).await {
-                    Ok(mut s) => s.info().await.is_ok_and(|i| {
-                        gauges.observe(i);
-                        i.config.max_bytes < 0
-                            || (i.state.bytes as i64) < i.config.max_bytes / 100 * 99
-                    }),
-                    Err(e) => {
-                        let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(j)
-                            if j.error_code() == ErrorCode::STREAM_NOT_FOUND);
-                        if let (Some(cfg), true) = (&owner, missing) {
-                            tracing::warn!(stream = %name, error = %e, "stream missing, re-creating it");
-                            if let Err(e) = nats::ensure_streams(&js, cfg).await {
-                                tracing::warn!(error = %e, "cannot re-create the streams yet");
-                            }
-                        }
-                        false
-                    }
-                }
-            }
+            let (js, cfg, gauges) = (probe_js.clone(), probe_cfg.clone(), gauges.clone());
+            async move { nats::probe_streams(&js, &cfg, &gauges, owns_streams).await }
         },
     );
 
