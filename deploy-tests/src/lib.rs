@@ -459,41 +459,6 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_names_skip_labels_functions_and_ranges() {
-        let e = r#"histogram_quantile(0.95, sum by (le, report) (rate(reporter_report_duration_seconds_bucket{x="a b"}[1m]))) or sum by (service) (rate(http_requests_total{status=~"5.."}[1m])) * 0 or vector(0)"#;
-        let names: Vec<String> = metric_names(e).into_iter().collect();
-        assert_eq!(
-            names,
-            vec![
-                "http_requests_total".to_string(),
-                "reporter_report_duration_seconds_bucket".to_string()
-            ]
-        );
-        assert!(metric_names("sum by () (up)").contains("up"));
-    }
-
-    #[test]
-    fn readme_rows_with_ports() {
-        let names: BTreeSet<String> = ["gateway", "reporter"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let md = "| Service | Port |\n|---|---|\n| `gateway` | 3000 | webhook |\n| reporter | `3003` |\n| other | 1 |\n";
-        assert_eq!(
-            readme_ports(md, &names),
-            vec![
-                ("gateway".to_string(), 3000),
-                ("reporter".to_string(), 3003)
-            ]
-        );
-    }
-}
-
 /// Grafana's built-in interval variables a panel query may use, and the
 /// duration each stands for when the query is evaluated outside Grafana.
 pub const GRAFANA_INTERVALS: &[(&str, &str)] = &[
@@ -535,4 +500,39 @@ pub fn prometheus_expr(expr: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_skip_labels_functions_and_ranges() {
+        let e = r#"histogram_quantile(0.95, sum by (le, report) (rate(reporter_report_duration_seconds_bucket{x="a b"}[1m]))) or sum by (service) (rate(http_requests_total{status=~"5.."}[1m])) * 0 or vector(0)"#;
+        let names: Vec<String> = metric_names(e).into_iter().collect();
+        assert_eq!(
+            names,
+            vec![
+                "http_requests_total".to_string(),
+                "reporter_report_duration_seconds_bucket".to_string()
+            ]
+        );
+        assert!(metric_names("sum by () (up)").contains("up"));
+    }
+
+    #[test]
+    fn readme_rows_with_ports() {
+        let names: BTreeSet<String> = ["gateway", "reporter"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let md = "| Service | Port |\n|---|---|\n| `gateway` | 3000 | webhook |\n| reporter | `3003` |\n| other | 1 |\n";
+        assert_eq!(
+            readme_ports(md, &names),
+            vec![
+                ("gateway".to_string(), 3000),
+                ("reporter".to_string(), 3003)
+            ]
+        );
+    }
 }

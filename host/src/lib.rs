@@ -8,6 +8,7 @@ pub mod collector;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod jetstream_admin;
 pub mod nats;
 pub mod plugins;
 pub mod startup;

@@ -1,6 +1,9 @@
 use clap::{Parser, Subcommand};
 use events_common::config::{Env, Vars};
-use events_host::config::{HostConfig, Role};
+use events_host::{
+    config::{HostConfig, Role},
+    jetstream_admin::JetstreamCommand,
+};
 use std::{path::PathBuf, process::ExitCode};
 
 /// Marketing events host: webhook gateway and WASM collector runtime.
@@ -19,6 +22,12 @@ enum Command {
     Collector,
     /// Run the gateway and every collector in one process (the default).
     All,
+    /// Operator tools for this deployment's JetStream streams
+    /// (JETSTREAM_STREAM, JETSTREAM_DLQ_STREAM), configured like the gateway.
+    Jetstream {
+        #[command(subcommand)]
+        command: JetstreamCommand,
+    },
     /// Plugin author tools.
     Plugin {
         #[command(subcommand)]
@@ -45,6 +54,12 @@ fn main() -> ExitCode {
         Command::Gateway => Role::Gateway,
         Command::Collector => Role::Collector,
         Command::All => Role::All,
+        Command::Jetstream { command } => {
+            return ExitCode::from(events_host::jetstream_admin::run(
+                &command,
+                &Vars::new(&Env),
+            ));
+        }
         Command::Plugin {
             command:
                 PluginCommand::Check {

@@ -9,7 +9,7 @@ use common::{
         assert_exact_answer, held_post, post, spawn_load, wait_until, Host, Ledger, LoadResult,
         LoadSpec, Pipeline, SHARED_NATS, SHARED_PG,
     },
-    services::{NatsServer, Postgres},
+    services::{free_port, NatsCluster, NatsServer, Postgres},
 };
 use events_publisher::{Batch, Generator, GeneratorConfig};
 use futures::StreamExt;
@@ -140,6 +140,48 @@ async fn nats_down_under_load_is_ridden_through_within_the_deadline() {
     assert!(
         gw.metrics().await.sum("gateway_publish_retries_total", &[]) > 0.0,
         "the outage was ridden through by retries"
+    );
+    finish(&p, &load).await;
+}
+
+/// The events stream's leader and replica count, as the cluster reports it.
+async fn stream_leader(p: &Pipeline) -> Option<(String, usize)> {
+    let js = p.streams.js().await;
+    let mut s = js.get_stream(&p.streams.stream).await.ok()?;
+    let info = s.info().await.ok()?;
+    let leader = info.cluster.as_ref()?.leader.clone()?;
+    Some((leader, info.config.num_replicas))
+}
+
+/// A 3-node JetStream cluster, R3 streams, the events stream's leader
+/// killed with SIGKILL under load: every POST is still answered 200 (the
+/// gateway rides the election inside its request deadline) and the ledger
+/// is exact. `NATS_URL` starts with an address nothing listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_stream_leader_killed_under_load() {
+    let mut cluster = NatsCluster::start(3);
+    let nats_url = format!("nats://127.0.0.1:{},{}", free_port(), cluster.urls());
+    let p = Pipeline::new("fault_cluster", SHARED_PG, &nats_url).await;
+    let replicas = [("JETSTREAM_REPLICAS", "3")];
+    let gw = p.start("gateway", "gateway", &replicas).await;
+    let _col = p.start("collector", "collector", &replicas).await;
+    let (leader, count) = stream_leader(&p).await.expect("clustered stream");
+    assert_eq!(count, 3, "the events stream is created with 3 replicas");
+    let load = spawn_load(
+        p.http.clone(),
+        spec(21, 60, 2, 150, vec![gw.url("/webhook")]),
+    );
+    wait_stored(&p, 2_000).await;
+    cluster.node(&leader).kill9();
+    wait_until("a new stream leader", Duration::from_secs(60), || async {
+        stream_leader(&p).await.is_some_and(|(l, _)| l != leader)
+    })
+    .await;
+    let load = load.await.unwrap();
+    all_ok(&load);
+    eprintln!(
+        "publish retries across the election: {}",
+        gw.metrics().await.sum("gateway_publish_retries_total", &[])
     );
     finish(&p, &load).await;
 }

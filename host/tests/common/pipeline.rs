@@ -124,6 +124,11 @@ impl Drop for TestDb {
     }
 }
 
+/// The servers of a `NATS_URL` (a comma-separated list for a cluster).
+pub fn servers(nats_url: &str) -> Vec<&str> {
+    nats_url.split(',').map(str::trim).collect()
+}
+
 /// JetStream names of one test, deleted on drop.
 pub struct Streams {
     pub stream: String,
@@ -145,7 +150,7 @@ impl Streams {
 
     pub async fn js(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(
-            async_nats::connect(&self.nats_url)
+            async_nats::connect(servers(&self.nats_url))
                 .await
                 .expect("connect to NATS"),
         )
@@ -177,7 +182,7 @@ impl Drop for Streams {
             [self.stream.clone(), self.dlq.clone()],
         );
         block_in_thread(async move {
-            if let Ok(c) = async_nats::connect(&url).await {
+            if let Ok(c) = async_nats::connect(servers(&url)).await {
                 let js = async_nats::jetstream::new(c);
                 for n in names {
                     let _ = js.delete_stream(&n).await;

@@ -130,6 +130,60 @@ impl NatsServer {
         self.stop();
         self.start_again();
     }
+
+    /// SIGKILL: the server dies without flushing anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A JetStream cluster of `nats-server` processes on free ports (node `i`
+/// has `server_name: n<i>`), each with its own store.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> Self {
+        let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let all_routes = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let name = format!("test-cluster-{}", routes[0]);
+        let nodes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::start_with_config(&format!(
+                    "server_name: n{i}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{all_routes}]\n}}\n"
+                ))
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (as `NATS_URL` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node whose `server_name` is `name`.
+    pub fn node(&mut self, name: &str) -> &mut NatsServer {
+        let i: usize = name
+            .strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("not a node of this cluster: {name}"));
+        &mut self.nodes[i]
+    }
 }
 
 impl Drop for NatsServer {
