@@ -254,15 +254,32 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn from_vars(vars: &Vars, default_url: &str) -> Result<Self, ConfigError> {
-        let url = vars.string("DATABASE_URL", default_url);
+        Self::from_url_vars(vars, &["DATABASE_URL"], default_url)
+    }
+
+    /// Like [`DatabaseConfig::from_vars`], with the URL from the first of
+    /// `url_vars` that is set (e.g. `["REPORTER_DATABASE_URL",
+    /// "DATABASE_URL"]`), else `default_url`. Errors name that variable.
+    pub fn from_url_vars(
+        vars: &Vars,
+        url_vars: &[&str],
+        default_url: &str,
+    ) -> Result<Self, ConfigError> {
+        let (name, url) = url_vars
+            .iter()
+            .find_map(|name| vars.raw(name).map(|url| (*name, url)))
+            .unwrap_or((
+                url_vars.last().copied().unwrap_or("DATABASE_URL"),
+                default_url.to_string(),
+            ));
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::new(
-                "DATABASE_URL",
+                name,
                 "must be a postgres:// or postgresql:// URL",
             ));
         }
         let mut options = sqlx::postgres::PgConnectOptions::from_str(&url)
-            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+            .map_err(|e| ConfigError::new(name, e.to_string()))?;
         if let Some(password) = vars.secret("DATABASE_PASSWORD")? {
             options = options.password(password.expose());
         }
@@ -356,5 +373,36 @@ mod tests {
         let e = DatabaseConfig::from_vars(&Vars::new(&bad), "postgres://h/d").unwrap_err();
         assert_eq!(e.variable, "DATABASE_URL");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn database_url_from_the_first_variable_set() {
+        let names = ["REPORTER_DATABASE_URL", "DATABASE_URL"];
+        let both = vars(&[
+            ("REPORTER_DATABASE_URL", "postgres://ro@replica:5433/events"),
+            ("DATABASE_URL", "postgres://app@primary/events"),
+            ("DATABASE_PASSWORD", "pw"),
+        ]);
+        let db =
+            DatabaseConfig::from_url_vars(&Vars::new(&both), &names, "postgres://x@h/d").unwrap();
+        assert_eq!(format!("{db:?}"), "postgres://ro@replica:5433/events");
+        assert!(format!("{:?}", db.options).contains("pw"));
+        let fallback = vars(&[
+            ("REPORTER_DATABASE_URL", " "),
+            ("DATABASE_URL", "postgres://app@primary/events"),
+        ]);
+        let db = DatabaseConfig::from_url_vars(&Vars::new(&fallback), &names, "postgres://x@h/d")
+            .unwrap();
+        assert_eq!(format!("{db:?}"), "postgres://app@primary:5432/events");
+        let db = DatabaseConfig::from_url_vars(&Vars::new(&vars(&[])), &names, "postgres://x@h/d")
+            .unwrap();
+        assert_eq!(format!("{db:?}"), "postgres://x@h:5432/d");
+        let bad = vars(&[
+            ("REPORTER_DATABASE_URL", "mysql://x"),
+            ("DATABASE_URL", "postgres://app@primary/events"),
+        ]);
+        let e =
+            DatabaseConfig::from_url_vars(&Vars::new(&bad), &names, "postgres://h/d").unwrap_err();
+        assert_eq!(e.variable, "REPORTER_DATABASE_URL");
     }
 }

@@ -502,6 +502,45 @@ pub fn prometheus_expr(expr: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The shell commands of the code block under the README heading
+/// `heading` (e.g. `## API examples`): lines ending in `\\` and lines inside
+/// an open quote joined, comment lines and trailing ` # ...` comments
+/// dropped.
+pub fn readme_commands(markdown: &str, heading: &str) -> Vec<String> {
+    let lines = markdown
+        .lines()
+        .skip_while(|l| l.trim() != heading)
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"));
+    let in_quotes = |text: &str| text.matches('\'').count() % 2 == 1;
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        if current.is_empty() && (line.trim().is_empty() || line.trim_start().starts_with('#')) {
+            continue;
+        }
+        // A ` #` outside quotes starts a comment.
+        let comment = line
+            .match_indices(" #")
+            .map(|(i, _)| i)
+            .find(|i| !in_quotes(&format!("{current}{}", &line[..*i])));
+        let code = comment.map_or(line, |i| &line[..i]).trim_end();
+        match code.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(code);
+                if in_quotes(&current) {
+                    current.push('\n');
+                } else {
+                    commands.push(std::mem::take(&mut current).trim().to_string());
+                }
+            }
+        }
+    }
+    commands
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +572,15 @@ mod tests {
                 ("gateway".to_string(), 3000),
                 ("reporter".to_string(), 3003)
             ]
+        );
+    }
+
+    #[test]
+    fn readme_commands_join_continuations_and_drop_comments() {
+        let md = "## API examples\n\n```sh\n# a comment\ncurl -s a \\\n  -d 'x # y\n  z'\n# → out\ncurl -s 'b?x=1'  # note\n```\n## Next\n```sh\nno\n```\n";
+        assert_eq!(
+            readme_commands(md, "## API examples"),
+            vec!["curl -s a   -d 'x # y\n  z'", "curl -s 'b?x=1'"]
         );
     }
 }

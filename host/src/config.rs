@@ -101,6 +101,9 @@ pub struct CollectorConfig {
     pub max_ack_pending: i64,
     /// Batches processed at once per source.
     pub concurrency: usize,
+    /// `EVENTS_RETENTION_MONTHS`: raw event partitions entirely older than
+    /// this many months are dropped (rollups kept); `None` = off (default).
+    pub retention_months: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +236,7 @@ impl HostConfig {
                 max_deliver: vars.ranged("COLLECTOR_MAX_DELIVER", 10, 2..=1000)?,
                 max_ack_pending: vars.ranged("COLLECTOR_MAX_ACK_PENDING", 20_000, 1..=1_000_000)?,
                 concurrency: vars.ranged("COLLECTOR_CONCURRENCY", 2, 1..=64)?,
+                retention_months: crate::db::retention_months(vars)?,
             },
             common,
         })

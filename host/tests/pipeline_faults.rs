@@ -186,6 +186,44 @@ async fn nats_cluster_stream_leader_killed_under_load() {
     finish(&p, &load).await;
 }
 
+/// Two gateways under load, one killed with SIGKILL mid-stream: every POST
+/// to the survivor is answered 200, the killed one's in-flight POSTs are
+/// uncertain (stored at most once), and the ledger is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_with_sigkill_under_load() {
+    let p = Pipeline::shared("fault_gw_kill").await;
+    let mut gw1 = p.start("gateway-1", "gateway", &[]).await;
+    let gw2 = p.start("gateway-2", "gateway", &[]).await;
+    let _col = p.start("collector", "collector", &[]).await;
+    let load = spawn_load(
+        p.http.clone(),
+        spec(
+            22,
+            60,
+            2,
+            100,
+            vec![gw1.url("/webhook"), gw2.url("/webhook")],
+        ),
+    );
+    wait_stored(&p, 2_000).await;
+    gw1.kill9();
+    let load = load.await.unwrap();
+    let to_survivor: Vec<_> = load.posts.iter().skip(1).step_by(2).collect();
+    assert!(
+        to_survivor.iter().all(|post| post.status == Some(200)),
+        "POSTs to the surviving gateway: {:?}",
+        to_survivor.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    assert!(
+        load.posts
+            .iter()
+            .step_by(2)
+            .any(|post| post.status.is_none()),
+        "the killed gateway refused nothing: it was killed too late"
+    );
+    finish(&p, &load).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_for_20_seconds_under_load() {
     let mut pg = Postgres::start();

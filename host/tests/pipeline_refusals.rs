@@ -369,6 +369,9 @@ async fn batches_with_the_same_events_in_opposite_orders_do_not_deadlock() {
         device: None,
     };
     let (x, y) = (event("x"), event("y"));
+    events_host::db::ensure_partitions(&p.db.pool, [x.occurred_at, y.occurred_at])
+        .await
+        .unwrap();
     let plugin = Identity {
         name: "facebook".into(),
         version: "1.0.0".into(),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod replica;
 pub mod reports;
 pub mod rollups;
 pub mod startup;

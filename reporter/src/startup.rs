@@ -4,6 +4,7 @@ use crate::{
     config::Config,
     metrics::{Report, ReportMetrics},
     openapi,
+    replica::{self, ReplicaLag},
     reports::{demographics, events, revenue, AppState},
 };
 use axum::{
@@ -16,7 +17,11 @@ use axum::{
 use events_common::{db, health::Health, http};
 use prometheus::Registry;
 use sqlx::PgPool;
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +35,20 @@ pub enum StartupError {
     Header(#[from] axum::http::header::InvalidHeaderName),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("database: {0}")]
+    Query(sqlx::Error),
+    #[error(
+        "the replica still lacks migration(s) {missing} after {} ms (MIGRATION_TIMEOUT_MS); \
+         the reporter never migrates a replica: apply them on the primary (the host does at \
+         startup) and let the replica replay them",
+        .waited.as_millis()
+    )]
+    ReplicaBehind { missing: String, waited: Duration },
+    #[error(
+        "the database has migration(s) {0} with other checksums than this build's: run a \
+         reporter built from the same migrations as the schema"
+    )]
+    SchemaDiffers(String),
 }
 
 /// A running reporter.
@@ -62,12 +81,20 @@ impl App {
 /// How often readiness probes the database.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 
-/// Migrates the database, then serves on `listener` until the returned
-/// app's `shutdown` token is cancelled.
+/// Migrates the database (on a replica: waits until it has replayed the
+/// migrations), then serves on `listener` until the returned app's
+/// `shutdown` token is cancelled.
 pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, StartupError> {
     let address = listener.local_addr()?;
     let pool = db::pool(&config.database.options, config.db_max_connections);
-    migrate(&pool, config.migration_timeout).await?;
+    prepare_schema(&pool, config.migration_timeout).await?;
+
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let lag = ReplicaLag::new(&registry, config.max_replica_lag)?;
 
     let shutdown = CancellationToken::new();
     let health = Health::new();
@@ -76,12 +103,12 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
         let pool = probe_pool.clone();
         async move { db::ping(&pool).await }
     });
-
-    let registry = Registry::new();
-    #[cfg(target_os = "linux")]
-    registry.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))?;
+    let (lag_pool, lag_probe) = (pool.clone(), lag.clone());
+    let replica_probe =
+        health.spawn_probe("replica_lag", DB_PROBE_EVERY, shutdown.clone(), move || {
+            let (pool, lag) = (lag_pool.clone(), lag_probe.clone());
+            async move { lag.probe(&pool).await }
+        });
     let http_metrics = http::HttpMetrics::new(&registry, "reporter")?;
     let report_metrics = ReportMetrics::new(&registry)?;
     let token = Token(config.api_token.as_ref().map(|t| Arc::from(t.expose())));
@@ -109,7 +136,10 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
     let router = Router::new()
         .merge(reports)
         .route("/api/v1/openapi.json", get(openapi::handler))
-        .merge(http::ops_router(health.clone(), registry));
+        .merge(
+            http::ops_router(health.clone(), registry)
+                .route_layer(from_fn_with_state(lag, ReplicaLag::annotate_readiness)),
+        );
     let header = HeaderName::from_bytes(config.common.correlation_id_header.as_bytes())?;
     let router = http::instrument(router, http_metrics, header);
 
@@ -135,6 +165,7 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
             }
         };
         probe.abort();
+        replica_probe.abort();
         pool.close().await;
         tracing::info!("stopped");
         result
@@ -148,6 +179,37 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
     })
 }
 
+/// How often startup looks again at a replica's schema.
+const SCHEMA_POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// On a primary, migrates; on a replica (in recovery, read-only), never
+/// tries: waits until it has replayed every migration this build knows.
+/// Both within `timeout`, retrying while the database is unreachable.
+async fn prepare_schema(pool: &PgPool, timeout: Duration) -> Result<(), StartupError> {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(200);
+    let is_replica = loop {
+        match replica::in_recovery(pool).await {
+            Ok(r) => break r,
+            Err(e) if db::is_connection_error(&e) && start.elapsed() < timeout => {
+                tracing::warn!(error = %e, "database not reachable yet, retrying");
+            }
+            Err(e) if db::is_connection_error(&e) => {
+                return Err(db::DbError::Connect(e).into());
+            }
+            Err(e) => return Err(StartupError::Query(e)),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    };
+    if is_replica {
+        tracing::info!("the database is a replica (in recovery): not migrating it");
+        wait_for_replica_schema(pool, start, timeout).await
+    } else {
+        migrate(pool, timeout.saturating_sub(start.elapsed())).await
+    }
+}
+
 /// Applies the migrations like every service does. A role without DDL rights
 /// (the read-only production role, see README) cannot, which is fine as long
 /// as the service owning the schema has applied every migration this build
@@ -156,8 +218,8 @@ async fn migrate(pool: &PgPool, deadline: Duration) -> Result<(), StartupError> 
     let Err(e) = db::migrate_with_retry(pool, deadline).await else {
         return Ok(());
     };
-    match schema_is_current(pool).await {
-        Ok(true) => {
+    match replica::schema_status(pool).await {
+        Ok(status) if status.is_current() => {
             tracing::warn!(error = %e, "cannot run migrations, but all are applied: continuing");
             Ok(())
         }
@@ -165,16 +227,53 @@ async fn migrate(pool: &PgPool, deadline: Duration) -> Result<(), StartupError> 
     }
 }
 
-async fn schema_is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let applied: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
-            .await?;
-    Ok(sqlx::migrate!("../migrations").iter().all(|m| {
-        applied
+/// Polls the replica's `_sqlx_migrations` until it holds every migration
+/// this build knows (the primary's migrator applies them, the replica
+/// replays them), failing once `timeout` has passed since `start`.
+async fn wait_for_replica_schema(
+    pool: &PgPool,
+    start: Instant,
+    timeout: Duration,
+) -> Result<(), StartupError> {
+    let list = |versions: &[i64]| {
+        versions
             .iter()
-            .any(|(v, c)| *v == m.version && c.as_slice() == &*m.checksum)
-    }))
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut logged = false;
+    loop {
+        match replica::schema_status(pool).await {
+            Ok(s) if s.is_current() => return Ok(()),
+            Ok(s) if !s.different.is_empty() => {
+                return Err(StartupError::SchemaDiffers(list(&s.different)))
+            }
+            Ok(s) if start.elapsed() >= timeout => {
+                return Err(StartupError::ReplicaBehind {
+                    missing: list(&s.missing),
+                    waited: start.elapsed(),
+                })
+            }
+            Ok(s) => {
+                if !logged {
+                    logged = true;
+                    tracing::warn!(
+                        missing = %list(&s.missing),
+                        "the replica lacks migrations: waiting for it to replay them"
+                    );
+                }
+            }
+            Err(e) if db::is_connection_error(&e) && start.elapsed() < timeout => {
+                tracing::warn!(error = %e, "database not reachable, retrying");
+            }
+            Err(e) if db::is_connection_error(&e) => {
+                return Err(db::DbError::Connect(e).into());
+            }
+            Err(e) => return Err(StartupError::Query(e)),
+        }
+        tokio::time::sleep(SCHEMA_POLL_EVERY).await;
+    }
 }
 
 /// A report's GET route: the report metrics outermost (so 401s count), then

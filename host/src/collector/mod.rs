@@ -43,6 +43,13 @@ impl Collector {
     pub async fn run(self: Arc<Self>) {
         let mut tasks = JoinSet::new();
         tasks.spawn(dead_letters::run(self.clone()));
+        if let Some(months) = self.cfg.retention_months {
+            tasks.spawn(crate::db::run_retention(
+                self.pool.clone(),
+                months,
+                self.stop.clone(),
+            ));
+        }
         let Some(advisories) = stranded::subscribe(&self).await else {
             return;
         };

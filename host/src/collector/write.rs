@@ -1,15 +1,21 @@
 //! Storing a batch, under one rule: a message is acked only when each of its
 //! events is in `events` or in `dead_letters`.
 //!
+//! Before each write the months of its events get their partitions of
+//! `events` (`db::ensure_partitions`, a short transaction of its own).
+//!
 //! A statement error is classified. A data error (SQLSTATE class 22, 23 or
 //! 54) belongs to some row: the batch is written row by row and each refused row
 //! becomes a dead letter (sanitized, so the dead letter itself can be
-//! stored). Anything else — connection loss, disk full (53100), read-only
-//! (25006), permissions (42501), a cancelled statement (57014), a trigger
-//! raising — is the database's state, not the data's: the whole batch is
-//! retried with backoff, its messages kept from redelivery with progress
-//! acks, readiness false (`database_writes`) and
-//! `collector_db_retries_total` counting, until it commits.
+//! stored). A month the database will not partition (outside years
+//! 0000-9999, or before the retention horizon) is such an error too, so only
+//! the events concerned become dead letters. Anything else — connection
+//! loss, disk full (53100), read-only (25006), permissions (42501), a
+//! cancelled statement (57014), a trigger raising — is the database's state,
+//! not the data's: the whole batch is retried with backoff, its messages
+//! kept from redelivery with progress acks, readiness false
+//! (`database_writes`) and `collector_db_retries_total` counting, until it
+//! commits.
 use super::{batch::Incoming, Collector};
 use crate::db::{self, DeadLetter, EventRow};
 use async_nats::jetstream::message::AckKind;
@@ -57,6 +63,10 @@ pub async fn write(
             }),
             Err(e) if is_data_error(&e) => {
                 tracing::warn!(source, error = %e, "a row of the batch is refused, writing row by row");
+                // The error may be a partition that is known here but was
+                // dropped meanwhile (retention in another collector): ask
+                // the database again.
+                db::forget_partitions(&c.pool);
                 row_by_row(c, source, rows, dead).await
             }
             Err(e) => Err(e),
@@ -94,6 +104,7 @@ async fn in_one_transaction(
     rows: &[EventRow<'_>],
     dead: &[DeadLetter],
 ) -> Result<u64, sqlx::Error> {
+    db::ensure_partitions(&c.pool, rows.iter().map(|r| r.event.occurred_at)).await?;
     let mut tx = c.pool.begin().await?;
     let n = db::insert_events(&mut tx, rows).await?;
     db::insert_dead_letters(&mut tx, dead).await?;
@@ -114,6 +125,7 @@ async fn row_by_row(
     let mut refused = Vec::new();
     for row in rows {
         let one = async {
+            db::ensure_partitions(&c.pool, [row.event.occurred_at]).await?;
             let mut tx = c.pool.begin().await?;
             let n = db::insert_events(&mut tx, std::slice::from_ref(row)).await?;
             tx.commit().await?;

@@ -1,7 +1,12 @@
-//! One statement per batch: the rows travel as parallel arrays through
-//! `UNNEST` and `ON CONFLICT (source, event_id) DO NOTHING` makes the first valid
-//! write win. Report rollups are maintained by a trigger on `events` from the
-//! rows actually inserted (see `migrations/`), in the same transaction.
+//! One statement per batch that claims and inserts: the rows travel as
+//! parallel arrays through `UNNEST`; their keys go into `event_claims`
+//! (`ON CONFLICT (source, event_id) DO NOTHING`) and only the rows whose claim
+//! is new go into `events`, so the first valid write wins across months,
+//! batches and collectors (`events` is partitioned by month and cannot carry
+//! the unique key itself). Report rollups are maintained by a trigger on
+//! `events` from the rows actually inserted (see `migrations/`), in the same
+//! transaction; a row the database refuses takes its claim down with it.
+//! The months' partitions must exist first: see [`super::ensure_partitions`].
 use crate::plugins::{Identity, NormalizedEvent};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
@@ -15,7 +20,8 @@ pub struct EventRow<'a> {
     pub correlation_id: Option<&'a str>,
 }
 
-/// Inserts the rows; returns how many were new (the rest were duplicates).
+/// Inserts the rows; returns how many were new (the rest were duplicates,
+/// of stored events or of an earlier row of `rows`).
 pub async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[EventRow<'_>],
@@ -23,14 +29,16 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(0);
     }
-    // Inserted in key order: two batches holding the same events (a re-sent
+    // Claimed in key order: two batches holding the same events (a re-sent
     // event, a redelivery) then wait on each other's keys in one order and
-    // cannot deadlock; arrival order would.
+    // cannot deadlock; arrival order would. The sort is stable and only the
+    // first of equal keys is kept, so within a batch the first arrival wins.
+    fn key<'a>(r: &EventRow<'a>) -> (&'a str, &'a str) {
+        (r.event.source.as_str(), r.event.event_id.as_str())
+    }
     let mut rows: Vec<&EventRow<'_>> = rows.iter().collect();
-    rows.sort_unstable_by(|a, b| {
-        (a.event.source.as_str(), a.event.event_id.as_str())
-            .cmp(&(b.event.source.as_str(), b.event.event_id.as_str()))
-    });
+    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+    rows.dedup_by(|later, first| key(later) == key(first));
     let n = rows.len();
     let mut event_id = Vec::with_capacity(n);
     let mut source = Vec::with_capacity(n);
@@ -73,19 +81,27 @@ pub async fn insert_events(
         correlation.push(r.correlation_id);
     }
     let result = sqlx::query(
-        "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
+        "WITH batch AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                  $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[],
+                                  $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[],
+                                  $17::text[], $18::text[])
+                  AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
+                       campaign_id, age, gender, country, city, followers, device, raw,
+                       plugin_name, plugin_version, correlation_id)
+         ), claimed AS (
+             INSERT INTO event_claims (source, event_id, occurred_at)
+             SELECT source, event_id, occurred_at FROM batch
+             ON CONFLICT (source, event_id) DO NOTHING
+             RETURNING source, event_id
+         )
+         INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
                              campaign_id, age, gender, country, city, followers, device, raw,
                              plugin_name, plugin_version, correlation_id)
-         SELECT event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue::numeric,
-                campaign_id, age, gender, country, city, followers, device, raw::json,
-                plugin_name, plugin_version, correlation_id
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                     $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[],
-                     $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
-              AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
-                   campaign_id, age, gender, country, city, followers, device, raw,
-                   plugin_name, plugin_version, correlation_id)
-         ON CONFLICT (source, event_id) DO NOTHING",
+         SELECT b.event_id, b.source, b.funnel_stage, b.event_type, b.occurred_at, b.user_id,
+                b.revenue::numeric, b.campaign_id, b.age, b.gender, b.country, b.city, b.followers,
+                b.device, b.raw::json, b.plugin_name, b.plugin_version, b.correlation_id
+         FROM batch b JOIN claimed c USING (source, event_id)",
     )
     .bind(&event_id)
     .bind(&source)

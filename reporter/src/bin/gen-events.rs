@@ -1,6 +1,7 @@
 //! Loads realistic generated events into PostgreSQL for benchmarks and
-//! demos, through the same `INSERT ... ON CONFLICT (source, event_id) DO NOTHING`
-//! path the collectors use, so the rollup triggers maintain the rollups as
+//! demos, through the same path the collectors use (the months' partitions
+//! first, then one statement claiming the keys in `event_claims` and
+//! inserting the new rows), so the rollup triggers maintain the rollups as
 //! in production.
 //!
 //! ```text
@@ -113,6 +114,18 @@ async fn insert_chunk(
     slice_secs: f64,
     data_start: DateTime<Utc>,
 ) -> anyhow::Result<u64> {
+    // Every month the chunk can touch: late arrivals go back up to two days.
+    let first = (slice_start - TimeDelta::days(2)).max(data_start);
+    let last = slice_start + TimeDelta::milliseconds((slice_secs * 1000.0) as i64);
+    sqlx::query(
+        "SELECT events_ensure_partitions(ARRAY(
+             SELECT generate_series(events_month($1), $2, interval '1 month')) || $2)",
+    )
+    .bind(first)
+    .bind(last)
+    .execute(pool)
+    .await
+    .context("ensure partitions")?;
     let result = sqlx::query(CHUNK_SQL)
         .bind(i32::try_from(n)?)
         .bind(slice_start)

@@ -77,6 +77,12 @@ WITH params AS (
     ) AS c(idx, country, cities) ON c.idx = i.idx
     WHERE e.source = 'facebook' OR e.stage = 'top'
   ) loc ON true
+), claimed AS (
+  -- Claim and insert in one statement, as the collectors do.
+  INSERT INTO event_claims (source, event_id, occurred_at)
+  SELECT source, event_id, occurred_at FROM full_ev
+  ON CONFLICT (source, event_id) DO NOTHING
+  RETURNING source, event_id
 )
 INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue, campaign_id,
                     age, gender, country, city, followers, device, raw, plugin_name, plugin_version, received_at)
@@ -89,5 +95,4 @@ SELECT f.event_id, f.source, f.stage, f.event_type, f.occurred_at, f.user_id, f.
                               'engagement', json_build_object('campaignId', f.campaign_id, 'purchaseAmount', f.revenue::text,
                               'country', f.country, 'city', f.city, 'device', f.device))),
        f.source || '-plugin', '1.0.0', f.occurred_at + interval '1 second'
-FROM full_ev f
-ON CONFLICT (source, event_id) DO NOTHING
+FROM full_ev f JOIN claimed c USING (source, event_id)

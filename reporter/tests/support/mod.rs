@@ -2,6 +2,7 @@
 //! events inserted through the collectors' own statement.
 #![allow(dead_code)]
 pub mod model;
+pub mod postgres;
 pub mod recount;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,20 @@ pub fn base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
         .trim_end_matches('/')
         .to_string()
+}
+
+/// A new, empty database named for the test; [`TestApp::cleanup`] drops it.
+pub async fn create_database() -> String {
+    let db_name = format!("reporter_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", base_url()))
+        .await
+        .expect("connect to the postgres database");
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    db_name
 }
 
 pub struct TestApp {
@@ -34,15 +49,12 @@ impl TestApp {
 
     /// Starts the app with extra environment variables.
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
-        let db_name = format!("reporter_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&format!("{}/postgres", base_url()))
-            .await
-            .expect("connect to the postgres database");
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
+        Self::spawn_in(create_database().await, extra).await
+    }
+
+    /// Starts the app on an existing database (from [`create_database`]),
+    /// which its start-up migrates.
+    pub async fn spawn_in(db_name: String, extra: &[(&str, &str)]) -> Self {
         let url = format!("{}/{db_name}", base_url());
         let mut env: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".to_string(), url.clone()),
@@ -107,8 +119,9 @@ impl TestApp {
         body
     }
 
-    /// Inserts like the collectors do (one statement, `ON CONFLICT DO
-    /// NOTHING`); returns how many rows were new.
+    /// Inserts like the collectors do (the months' partitions first, then
+    /// one statement claiming and inserting); returns how many rows were
+    /// new.
     pub async fn insert(&self, events: &[Event]) -> u64 {
         insert(&self.pool, events).await
     }
@@ -206,41 +219,94 @@ impl Event {
     }
 }
 
+/// Makes sure the months of `times` have their partitions of `events`, as
+/// the collectors do before a batch (in a transaction of its own).
+pub async fn ensure_partitions(pool: &PgPool, times: &[DateTime<Utc>]) {
+    sqlx::query("SELECT events_ensure_partitions($1)")
+        .bind(times)
+        .execute(pool)
+        .await
+        .expect("ensure partitions");
+}
+
+/// The collectors' statement: claims the keys in `event_claims` and inserts
+/// the rows whose claim is new. The first row of a key in `events` wins
+/// (the collectors sort by key and keep the first arrival the same way).
 pub async fn insert(pool: &PgPool, events: &[Event]) -> u64 {
+    ensure_partitions(
+        pool,
+        &events.iter().map(|e| e.occurred_at).collect::<Vec<_>>(),
+    )
+    .await;
+    run_insert(pool, COLLECTOR_INSERT, events).await
+}
+
+/// How the collectors inserted before `events` was partitioned (the unique
+/// key was on `events` itself), for databases at that version.
+pub async fn insert_before_partitioning(pool: &PgPool, events: &[Event]) -> u64 {
+    run_insert(pool, PRE_PARTITIONING_INSERT, events).await
+}
+
+const PRE_PARTITIONING_INSERT: &str =
+    "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
+     revenue, campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
+     plugin_version) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+     $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
+     $13::int8[], $14::text[], $15::text[]::json[], $16::text[], $17::text[]) \
+     ON CONFLICT (source, event_id) DO NOTHING";
+
+const COLLECTOR_INSERT: &str = "WITH batch AS ( \
+             SELECT DISTINCT ON (source, event_id) * \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+                         $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], \
+                         $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[]::json[], \
+                         $16::text[], $17::text[]) WITH ORDINALITY \
+                  AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue, \
+                       campaign_id, age, gender, country, city, followers, device, raw, \
+                       plugin_name, plugin_version, ord) \
+             ORDER BY source, event_id, ord \
+         ), claimed AS ( \
+             INSERT INTO event_claims (source, event_id, occurred_at) \
+             SELECT source, event_id, occurred_at FROM batch \
+             ON CONFLICT (source, event_id) DO NOTHING \
+             RETURNING source, event_id \
+         ) \
+         INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
+                             revenue, campaign_id, age, gender, country, city, followers, device, \
+                             raw, plugin_name, plugin_version) \
+         SELECT b.event_id, b.source, b.funnel_stage, b.event_type, b.occurred_at, b.user_id, \
+                b.revenue, b.campaign_id, b.age, b.gender, b.country, b.city, b.followers, \
+                b.device, b.raw, b.plugin_name, b.plugin_version \
+         FROM batch b JOIN claimed USING (source, event_id)";
+
+async fn run_insert(pool: &PgPool, sql: &str, events: &[Event]) -> u64 {
     let col = |f: &dyn Fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
     let raw: Vec<String> = events
         .iter()
         .map(|e| serde_json::json!({ "eventId": e.event_id, "source": e.source }).to_string())
         .collect();
-    let r = sqlx::query(
-        "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
-         revenue, campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
-         plugin_version) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-         $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
-         $13::int8[], $14::text[], $15::text[]::json[], $16::text[], $17::text[]) \
-         ON CONFLICT (source, event_id) DO NOTHING",
-    )
-    .bind(col(&|e| Some(e.event_id.clone())))
-    .bind(col(&|e| Some(e.source.clone())))
-    .bind(col(&|e| Some(e.funnel_stage.clone())))
-    .bind(col(&|e| Some(e.event_type.clone())))
-    .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-    .bind(col(&|e| Some(format!("user-{}", e.event_id))))
-    .bind(events.iter().map(|e| e.revenue).collect::<Vec<_>>())
-    .bind(col(&|e| e.campaign_id.clone()))
-    .bind(events.iter().map(|e| e.age).collect::<Vec<_>>())
-    .bind(col(&|e| e.gender.clone()))
-    .bind(col(&|e| e.country.clone()))
-    .bind(col(&|e| e.city.clone()))
-    .bind(events.iter().map(|e| e.followers).collect::<Vec<_>>())
-    .bind(col(&|e| e.device.clone()))
-    .bind(raw)
-    .bind(col(&|e| Some(format!("{}-plugin", e.source))))
-    .bind(col(&|_| Some("1.0.0".to_string())))
-    .execute(pool)
-    .await
-    .expect("insert events");
+    let r = sqlx::query(sql)
+        .bind(col(&|e| Some(e.event_id.clone())))
+        .bind(col(&|e| Some(e.source.clone())))
+        .bind(col(&|e| Some(e.funnel_stage.clone())))
+        .bind(col(&|e| Some(e.event_type.clone())))
+        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(col(&|e| Some(format!("user-{}", e.event_id))))
+        .bind(events.iter().map(|e| e.revenue).collect::<Vec<_>>())
+        .bind(col(&|e| e.campaign_id.clone()))
+        .bind(events.iter().map(|e| e.age).collect::<Vec<_>>())
+        .bind(col(&|e| e.gender.clone()))
+        .bind(col(&|e| e.country.clone()))
+        .bind(col(&|e| e.city.clone()))
+        .bind(events.iter().map(|e| e.followers).collect::<Vec<_>>())
+        .bind(col(&|e| e.device.clone()))
+        .bind(raw)
+        .bind(col(&|e| Some(format!("{}-plugin", e.source))))
+        .bind(col(&|_| Some("1.0.0".to_string())))
+        .execute(pool)
+        .await
+        .expect("insert events");
     r.rows_affected()
 }
 
