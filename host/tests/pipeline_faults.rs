@@ -186,6 +186,111 @@ async fn nats_cluster_stream_leader_killed_under_load() {
     finish(&p, &load).await;
 }
 
+/// `totalEvents` of the all-time events report served by `reporter`.
+async fn reported_total(p: &Pipeline, reporter: &Host) -> Option<i64> {
+    let url = reporter.url("/api/v1/reports/events?from=2000-01-01&to=2100-01-01");
+    let body: serde_json::Value = p.http.get(url).send().await.ok()?.json().await.ok()?;
+    body["totalEvents"].as_i64()
+}
+
+/// The scale-out proof: 3 NATS nodes with R3 streams, 2 gateways, 2
+/// collectors per source, a PostgreSQL primary and a streaming replica with
+/// the reporter on it. Under steady load from clients that never retry, one
+/// fault at a time: SIGKILL the events stream's leader, later SIGKILL a
+/// gateway, later restart the killed NATS node. Every POST to a surviving
+/// gateway is answered 200 within the deadline, the ledger on the primary is
+/// exact, and the reporter on the replica reports the same total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_survives_a_leader_kill_a_gateway_kill_and_a_node_restart() {
+    let deadline = Duration::from_secs(20);
+    let mut cluster = NatsCluster::start(3);
+    let primary = Postgres::start();
+    let p = Pipeline::new("scale_out", &primary.base_url(), &cluster.urls()).await;
+    let replica = Postgres::replica_of(&primary);
+    let r3 = [("JETSTREAM_REPLICAS", "3")];
+    let mut gw1 = p.start("gateway-1", "gateway", &r3).await;
+    let gw2 = p.start("gateway-2", "gateway", &r3).await;
+    let mut collectors = Vec::new();
+    for (i, source) in [
+        (1, "facebook"),
+        (2, "facebook"),
+        (1, "tiktok"),
+        (2, "tiktok"),
+    ] {
+        let label = format!("collector-{source}-{i}");
+        collectors.push(
+            p.start(&label, "collector", &[("COLLECTOR_TYPE", source)])
+                .await,
+        );
+    }
+    let mut env = p.env.clone();
+    env.insert("PORT".into(), free_port().to_string());
+    env.insert(
+        "REPORTER_DATABASE_URL".into(),
+        format!("{}/{}", replica.base_url(), p.db.name),
+    );
+    let mut reporter = Host::spawn_reporter("reporter-on-replica", env, p.logdir.path());
+    reporter.ready(Duration::from_secs(60)).await;
+
+    let load = spawn_load(
+        p.http.clone(),
+        spec(
+            23,
+            100,
+            2,
+            250,
+            vec![gw1.url("/webhook"), gw2.url("/webhook")],
+        ),
+    );
+    // 1. The events stream's leader dies; its replicas elect another.
+    wait_stored(&p, 2_000).await;
+    let (leader, replicas) = stream_leader(&p).await.expect("clustered stream");
+    assert_eq!(replicas, 3);
+    assert!(!load.is_finished(), "the leader kill must hit mid-load");
+    cluster.node(&leader).kill9();
+    wait_until("a new stream leader", Duration::from_secs(60), || async {
+        stream_leader(&p).await.is_some_and(|(l, _)| l != leader)
+    })
+    .await;
+    wait_stored(&p, p.db.count("events").await + 2_000).await;
+    // 2. A gateway dies; its in-flight POSTs are the only uncertain ones.
+    let gw1_retries = gw1
+        .metrics()
+        .await
+        .sum("gateway_publish_retries_total", &[]);
+    assert!(!load.is_finished(), "the gateway kill must hit mid-load");
+    let killed_at = Instant::now();
+    gw1.kill9();
+    wait_stored(&p, p.db.count("events").await + 2_000).await;
+    // 3. The dead NATS node comes back and catches up.
+    assert!(!load.is_finished(), "the node restart must happen mid-load");
+    cluster.node(&leader).start_again();
+    let load = load.await.unwrap();
+
+    for (i, post) in load.posts.iter().enumerate() {
+        let to_survivor = i % 2 == 1;
+        if to_survivor || post.ended < killed_at {
+            assert_eq!(post.status, Some(200), "POST {i}: {:?}", post.reply);
+            assert!(post.ended - post.started < deadline + Duration::from_secs(5));
+        }
+    }
+    let retries = gw1_retries
+        + gw2
+            .metrics()
+            .await
+            .sum("gateway_publish_retries_total", &[]);
+    assert!(retries > 0.0, "the faults hit publishes mid-load");
+    finish(&p, &load).await;
+    let primary_total = p.db.count("events").await;
+    wait_until(
+        "the replica's report to catch up",
+        Duration::from_secs(60),
+        || async { reported_total(&p, &reporter).await == Some(primary_total) },
+    )
+    .await;
+    eprintln!("scale-out proof: {primary_total} events stored, {retries} publish retries");
+}
+
 /// Two gateways under load, one killed with SIGKILL mid-stream: every POST
 /// to the survivor is answered 200, the killed one's in-flight POSTs are
 /// uncertain (stored at most once), and the ledger is exact.

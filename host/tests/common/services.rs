@@ -212,7 +212,7 @@ fn as_postgres(bin: &str, args: &[&str]) -> std::process::Output {
 }
 
 impl Postgres {
-    pub fn start() -> Self {
+    fn empty() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ok = Command::new("chown")
             .args(["-R", "postgres:postgres"])
@@ -222,7 +222,50 @@ impl Postgres {
             ok.is_ok_and(|s| s.success()),
             "chown of the PostgreSQL temp dir failed"
         );
-        let data = dir.path().join("data");
+        Self {
+            port: free_port(),
+            dir,
+            running: false,
+        }
+    }
+
+    /// A hot standby streaming from `primary` (`pg_basebackup -R` writes
+    /// `primary_conninfo` and `standby.signal`); every database of the
+    /// primary, including ones created later, is replayed on it.
+    pub fn replica_of(primary: &Postgres) -> Self {
+        let mut pg = Self::empty();
+        let data = pg.dir.path().join("data");
+        let port = primary.port.to_string();
+        let out = as_postgres(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_again();
+        pg
+    }
+
+    pub fn start() -> Self {
+        let mut pg = Self::empty();
+        let data = pg.dir.path().join("data");
         let out = as_postgres(
             "initdb",
             &[
@@ -243,11 +286,6 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Self {
-            port: free_port(),
-            dir,
-            running: false,
-        };
         pg.start_again();
         pg
     }

@@ -9,12 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// An `events-host` subprocess; killed (SIGKILL) on drop; its log is
-/// printed when the test panics.
+/// An `events-host` (or `events-reporter`) subprocess; killed (SIGKILL) on
+/// drop; its log is printed when the test panics.
 pub struct Host {
     pub label: String,
+    /// The `events-host` role; empty for the reporter.
     pub role: String,
     pub port: u16,
+    bin: PathBuf,
     env: BTreeMap<String, String>,
     child: Option<Child>,
     log: PathBuf,
@@ -22,11 +24,35 @@ pub struct Host {
 
 impl Host {
     pub fn spawn(label: &str, role: &str, env: BTreeMap<String, String>, logdir: &Path) -> Self {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_events-host"));
+        Self::spawn_bin(bin, label, role, env, logdir)
+    }
+
+    /// `events-reporter`, built next to `events-host` (`cargo build
+    /// --workspace --bins`).
+    pub fn spawn_reporter(label: &str, env: BTreeMap<String, String>, logdir: &Path) -> Self {
+        let bin = Path::new(env!("CARGO_BIN_EXE_events-host")).with_file_name("events-reporter");
+        assert!(
+            bin.is_file(),
+            "{} missing: run cargo build --workspace --bins first",
+            bin.display()
+        );
+        Self::spawn_bin(bin, label, "", env, logdir)
+    }
+
+    fn spawn_bin(
+        bin: PathBuf,
+        label: &str,
+        role: &str,
+        env: BTreeMap<String, String>,
+        logdir: &Path,
+    ) -> Self {
         let port = env.get("PORT").and_then(|p| p.parse().ok()).expect("PORT");
         let mut h = Self {
             label: label.into(),
             role: role.into(),
             port,
+            bin,
             env,
             child: None,
             log: logdir.join(format!("{label}.log")),
@@ -42,8 +68,8 @@ impl Host {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_events-host"))
-            .arg(&self.role)
+        let child = Command::new(&self.bin)
+            .args((!self.role.is_empty()).then_some(&self.role))
             .env_clear()
             .envs(&self.env)
             .env("RUST_BACKTRACE", "1")
@@ -51,7 +77,7 @@ impl Host {
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()
-            .expect("spawn events-host");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.child = Some(child);
     }
 
