@@ -26,20 +26,19 @@
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-die() { echo "[dev] error: $*" >&2; exit 2; }
-say() { echo "[dev] $*" >&2; }
+SUPERVISE_TAG=dev
+# say, die, start, first_exited, http_ready, stop_pids, reap_all
+source "$REPO/scripts/lib/supervise.sh"
 
 SIMULATOR=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --simulator) SIMULATOR=1; shift ;;
-    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -h|--help) usage_from_header "$0"; exit 0 ;;
     *) die "unknown argument: $1 (usage: $0 [--simulator])" ;;
   esac
 done
-if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
-  die "needs bash 4.4 or newer (this is $BASH_VERSION)"
-fi
+require_bash_4_4
 
 BIN_DIR="${EVENTS_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
 BINS=(events-host events-reporter)
@@ -58,71 +57,14 @@ export COLLECTOR_TYPE="${COLLECTOR_TYPE:-all}"
 compgen -G "$PLUGINS_DIR/*.wasm" >/dev/null ||
   say "warning: no *.wasm in $PLUGINS_DIR (run scripts/build-plugins.sh): nothing will be collected"
 
-NAMES=() PIDS=() PREFIXERS=()
-
-# Copies stdin to stdout, each line prefixed with [$1]. It ignores SIGINT and
-# SIGTERM (a terminal's Ctrl-C reaches the whole process group) and ends when
-# its process has exited, so the shutdown logs are not lost.
-prefix() {
-  trap '' INT TERM
-  local line
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    printf '[%s] %s\n' "$1" "$line"
-  done
-}
-
-# start NAME COMMAND...: runs COMMAND in the background, output prefixed.
-start() {
-  local name="$1" fd
-  shift
-  exec {fd}> >(prefix "$name")
-  PREFIXERS+=("$!")
-  "$@" >&"$fd" 2>&1 </dev/null &
-  NAMES+=("$name") PIDS+=("$!")
-  exec {fd}>&-
-  say "started $name (pid $!)"
-}
-
-# Index (in PIDS) of the first process that has exited, if any.
-first_exited() {
-  local i
-  for i in "${!PIDS[@]}"; do
-    kill -0 "${PIDS[$i]}" 2>/dev/null || { echo "$i"; return 0; }
-  done
-  return 1
-}
-
-# gateway_ready: does the gateway's /health/ready answer 200? (bash only)
-gateway_ready() {
-  local status=""
-  { exec {http}<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT"; } 2>/dev/null || return 1
-  printf 'GET /health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$http"
-  IFS= read -r -t 5 status <&"$http"
-  exec {http}>&-
-  [[ "$status" == *" 200 "* ]]
-}
-
 # stop_all: SIGTERM to every process still running, wait for all (SIGKILL
-# after STOP_TIMEOUT, or on a Ctrl-C 2 s or more after the first: one Ctrl-C
-# may arrive twice, to the script and to its process group), then for their
-# output. Fails when one had to be killed.
+# after STOP_TIMEOUT, or on a second Ctrl-C), then for their output. Fails
+# when one had to be killed.
 stop_all() {
-  local force=0 killed=0 since=$SECONDS deadline=$((SECONDS + STOP_TIMEOUT)) alive pid
-  trap '((SECONDS - since >= 2)) && force=1' INT TERM
-  kill -TERM "${PIDS[@]}" 2>/dev/null
-  while :; do
-    alive=()
-    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
-    ((${#alive[@]})) || break
-    if ((force || SECONDS >= deadline)); then
-      say "killing ${#alive[@]} process(es) still running"
-      kill -KILL "${alive[@]}" 2>/dev/null
-      killed=1
-      break
-    fi
-    sleep 0.2
-  done
-  for pid in "${PIDS[@]}" "${PREFIXERS[@]}"; do wait "$pid" 2>/dev/null; done
+  local killed=0
+  stopping
+  stop_pids TERM "$STOP_TIMEOUT" "${PIDS[@]}" || killed=1
+  reap_all
   return "$killed"
 }
 
@@ -156,7 +98,7 @@ while :; do
     status=1
     break
   fi
-  if ((SIMULATOR_PENDING)) && gateway_ready; then
+  if ((SIMULATOR_PENDING)) && http_ready "$GATEWAY_PORT"; then
     SIMULATOR_PENDING=0
     start simulator env EVENT_ENDPOINT="${EVENT_ENDPOINT:-http://127.0.0.1:$GATEWAY_PORT/webhook}" \
       "$BIN_DIR/events-publisher"
