@@ -6,11 +6,14 @@
 //!                   [--baseline-host-bin OLD --baseline-plugins-dir OLD_PLUGINS]
 //! ingest-bench gen --events N --out FILE   # COPY text for ad-hoc psql experiments
 //! ingest-bench cleanup --run-id ID     # drop the run's databases and streams
+//! ingest-bench failover --nats-url A,B,C --stream S --node n0=PID ... --gateway-port P
+//!                                      # kill the stream leader under probe POSTs (bench-cluster.sh)
 //! ```
 
 mod copy;
 mod copyreal;
 mod db;
+mod failover;
 mod jsfloor;
 mod metrics;
 mod pipeline;
@@ -49,6 +52,10 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Kill a JetStream cluster's events-stream leader while a gateway gets
+    /// one-event POSTs; print the time until a publish is acked again
+    /// (scripts/bench-cluster.sh).
+    Failover(Box<failover::FailoverArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -169,6 +176,7 @@ async fn real_main() -> Result<()> {
             let (buf, _) = copy::copy_text(&copy::generate(events, seed)?);
             Ok(std::fs::write(out, buf)?)
         }
+        Cmd::Failover(args) => failover::run(*args).await,
         Cmd::Run(args) => {
             let c = args.common.clone();
             anyhow::ensure!(
