@@ -2,8 +2,19 @@
 //! reading compose / env / YAML files, walking Grafana dashboards and pulling
 //! metric names out of PromQL.
 //!
-//! The tests themselves live in `tests/compose.rs`, `tests/dashboards.rs`
-//! and `tests/prometheus_e2e.rs`.
+//! The tests themselves live in `tests/compose.rs`, `tests/dashboards.rs`,
+//! `tests/prometheus_e2e.rs`, `tests/dev_script.rs` and `tests/cluster/`;
+//! [`local`] and [`script`] serve the ones that run the services natively.
+
+pub mod local;
+pub mod script;
+
+pub use local::{
+    accepts, bin_dir, block_on_thread, create_database, delete_streams, drop_database, env_or,
+    free_port, free_ports, kill, lacks_tool, missing_binaries, ready, running, scratch_dir, skip,
+    unique_id,
+};
+pub use script::{assert_names_missing_binaries, ScriptRun};
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -10,11 +10,15 @@
 //! DEPLOY_E2E_REQUIRED=1 (CI) makes that a failure.
 use std::{
     collections::BTreeMap,
-    fs::File,
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
+};
+
+use deploy_tests::{
+    accepts, assert_names_missing_binaries, bin_dir, block_on_thread, create_database,
+    delete_streams, drop_database, env_or, free_ports, kill, missing_binaries, ready, running,
+    scratch_dir, skip, unique_id, ScriptRun,
 };
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -22,303 +26,111 @@ const NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Generous: debug binaries on a busy machine.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
 /// The directory of the binaries, or `None` (after saying why) to skip.
-fn bin_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env_or("EVENTS_BIN_DIR", "/var/cache/events-target/debug"));
-    let missing: Vec<&str> = ["events-host", "events-reporter", "events-publisher"]
-        .into_iter()
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if missing.is_empty() {
-        return Some(dir);
+fn bins() -> Option<PathBuf> {
+    let dir = bin_dir();
+    match missing_binaries(
+        &dir,
+        &["events-host", "events-reporter", "events-publisher"],
+    ) {
+        None => Some(dir),
+        Some(why) => {
+            skip("dev_script", &why);
+            None
+        }
     }
-    let why = format!(
-        "binaries not built in {}: {} (cargo build --workspace --bins, or set EVENTS_BIN_DIR)",
-        dir.display(),
-        missing.join(", ")
+}
+
+/// The services' names, in the order of their ports.
+const SERVICES: [&str; 3] = ["gateway", "collector", "reporter"];
+
+/// Runs the script with `args` on `ports` (gateway, collector, reporter),
+/// with its own database and streams. Drop kills what is left (the script
+/// and the children it named), drops the database and deletes the streams.
+async fn start(
+    bins: &Path,
+    ports: [u16; 3],
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> ScriptRun {
+    let id = unique_id();
+    let dir = scratch_dir(&format!("dev-script-{id}"));
+    std::fs::create_dir_all(dir.join("plugins")).expect("temp dir");
+    let db = format!("dev_script_{id}");
+    create_database(ADMIN_URL, &db).await;
+    let [gateway, collector, reporter] = ports;
+    let stream = format!("DEV_SCRIPT_{}", id.to_ascii_uppercase());
+    let streams = [stream.clone(), format!("{stream}_DLQ")];
+    let mut env: BTreeMap<String, String> = [
+        ("PATH", env_or("PATH", "/usr/bin:/bin")),
+        ("EVENTS_BIN_DIR", bins.display().to_string()),
+        ("PLUGINS_DIR", dir.join("plugins").display().to_string()),
+        ("PLUGINS_CACHE_DIR", "off".into()),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{db}"),
+        ),
+        ("NATS_URL", NATS_URL.into()),
+        ("NATS_NAME", format!("dev-script-{id}")),
+        ("JETSTREAM_STREAM", streams[0].clone()),
+        ("JETSTREAM_DLQ_STREAM", streams[1].clone()),
+        ("JETSTREAM_SUBJECT_PREFIX", format!("dev_script_{id}")),
+        ("GATEWAY_PORT", gateway.to_string()),
+        ("COLLECTOR_PORT", collector.to_string()),
+        ("REPORTER_PORT", reporter.to_string()),
+        ("SHUTDOWN_TIMEOUT_MS", "10000".into()),
+        ("LOG_LEVEL", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    assert!(
-        env_or("DEPLOY_E2E_REQUIRED", "0") != "1",
-        "DEPLOY_E2E_REQUIRED=1 but {why}"
-    );
-    println!("SKIPPED: dev_script: {why}");
-    None
-}
-
-/// Distinct ports nothing listens on right now.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free local port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
-}
-
-fn accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
-}
-
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status();
-}
-
-/// A live, non-zombie process.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
-}
-
-fn block_on_thread<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), f).await.ok() });
-    })
-    .join();
-}
-
-/// One run of the script with its own database, streams and ports. Drop
-/// kills what is left (the script and the children it named), drops the
-/// database and deletes the streams.
-struct DevRun {
-    id: String,
-    dir: PathBuf,
-    ports: BTreeMap<&'static str, u16>,
-    script: Child,
-    db: String,
-    streams: [String; 2],
-}
-
-impl DevRun {
-    /// Runs the script with `args` on `ports` (gateway, collector, reporter).
-    async fn start(
-        bins: &Path,
-        ports: [u16; 3],
-        args: &[&str],
-        extra_env: &[(&str, &str)],
-    ) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let dir = std::env::temp_dir().join(format!("dev-script-{id}"));
-        std::fs::create_dir_all(dir.join("plugins")).expect("temp dir");
-        let db = format!("dev_script_{id}");
-        create_database(&db).await;
-        let [gateway, collector, reporter] = ports;
-        let ports = BTreeMap::from([
-            ("gateway", gateway),
-            ("collector", collector),
-            ("reporter", reporter),
-        ]);
-        let stream = format!("DEV_SCRIPT_{}", id.to_ascii_uppercase());
-        let streams = [stream.clone(), format!("{stream}_DLQ")];
-        let mut env: BTreeMap<String, String> = [
-            ("PATH", env_or("PATH", "/usr/bin:/bin")),
-            ("EVENTS_BIN_DIR", bins.display().to_string()),
-            ("PLUGINS_DIR", dir.join("plugins").display().to_string()),
-            ("PLUGINS_CACHE_DIR", "off".into()),
-            (
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{db}"),
-            ),
-            ("NATS_URL", NATS_URL.into()),
-            ("NATS_NAME", format!("dev-script-{id}")),
-            ("JETSTREAM_STREAM", streams[0].clone()),
-            ("JETSTREAM_DLQ_STREAM", streams[1].clone()),
-            ("JETSTREAM_SUBJECT_PREFIX", format!("dev_script_{id}")),
-            ("GATEWAY_PORT", gateway.to_string()),
-            ("COLLECTOR_PORT", collector.to_string()),
-            ("REPORTER_PORT", reporter.to_string()),
-            ("SHUTDOWN_TIMEOUT_MS", "10000".into()),
-            ("LOG_LEVEL", "info".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let script = Command::new(deploy_tests::repo_root().join("scripts/dev.sh"))
-            .args(args)
-            .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout.log")).expect("log file"))
-            .stderr(File::create(dir.join("stderr.log")).expect("log file"))
-            .spawn()
-            .expect("run scripts/dev.sh");
-        Self {
-            id,
-            dir,
-            ports,
-            script,
-            db,
-            streams,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-
-    /// The output so far, for failure messages.
-    fn logs(&self) -> String {
-        let out = self.stdout();
-        let lines: Vec<&str> = out.lines().collect();
-        format!(
-            "--- script stderr ---\n{}\n--- stdout (last 40 lines) ---\n{}",
-            self.stderr(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-
-    /// `[dev] started NAME (pid N)` lines: the children's pids by name.
-    fn children(&self) -> BTreeMap<String, u32> {
-        self.stderr()
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix("[dev] started ")?;
-                let (name, pid) = rest.split_once(" (pid ")?;
-                Some((name.to_string(), pid.trim_end_matches(')').parse().ok()?))
-            })
-            .collect()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.script.try_wait().expect("try_wait")
-    }
-
-    /// Polls `check` until it holds; panics with the logs after `DEADLINE`
-    /// or when the script exits first.
-    async fn wait_for(&mut self, what: &str, mut check: impl AsyncFnMut(&Self) -> bool) {
-        let start = Instant::now();
-        while !check(self).await {
-            if let Some(status) = self.exited() {
-                panic!("dev.sh exited ({status}) before {what}\n{}", self.logs());
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Waits for the script to exit.
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "dev.sh still running {DEADLINE:?} later\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// After the script exited: every child is gone and its port closed.
-    fn assert_all_stopped(&self) {
-        let children = self.children();
-        assert!(
-            children.len() >= 3,
-            "children: {children:?}\n{}",
-            self.logs()
-        );
-        for (name, pid) in &children {
-            assert!(
-                !running(*pid),
-                "{name} (pid {pid}) still runs\n{}",
-                self.logs()
-            );
-        }
-        for (name, port) in &self.ports {
-            assert!(!accepts(*port), "{name}'s port {port} still accepts");
-        }
-    }
-}
-
-impl Drop for DevRun {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            kill(self.script.id(), "KILL");
-            let _ = self.script.wait();
-        }
-        for pid in self.children().into_values().filter(|p| running(*p)) {
+    ScriptRun::start("scripts/dev.sh", dir, args, &env, DEADLINE, 40).on_drop(move |run| {
+        for pid in children(run).into_values().filter(|p| running(*p)) {
             kill(pid, "KILL");
         }
-        let (db, streams) = (self.db.clone(), self.streams.clone());
         block_on_thread(async move {
-            drop_database(&db).await;
-            if let Ok(client) = async_nats::connect(NATS_URL).await {
-                let js = async_nats::jetstream::new(client);
-                for name in streams {
-                    let _ = js.delete_stream(&name).await;
-                }
-            }
+            drop_database(ADMIN_URL, &db).await;
+            delete_streams(NATS_URL, |name| streams.iter().any(|s| s == name)).await;
         });
-        if std::thread::panicking() {
-            eprintln!(
-                "dev_script {}: logs kept in {}",
-                self.id,
-                self.dir.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+    })
+}
+
+/// `[dev] started NAME (pid N)` lines: the children's pids by name.
+fn children(run: &ScriptRun) -> BTreeMap<String, u32> {
+    run.stderr()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("[dev] started ")?;
+            let (name, pid) = rest.split_once(" (pid ")?;
+            Some((name.to_string(), pid.trim_end_matches(')').parse().ok()?))
+        })
+        .collect()
+}
+
+/// After the script exited: every child is gone and its port (of `ports`)
+/// closed.
+fn assert_all_stopped(run: &ScriptRun, ports: [u16; 3]) {
+    let children = children(run);
+    assert!(
+        children.len() >= 3,
+        "children: {children:?}\n{}",
+        run.logs()
+    );
+    for (name, pid) in &children {
+        assert!(
+            !running(*pid),
+            "{name} (pid {pid}) still runs\n{}",
+            run.logs()
+        );
     }
-}
-
-async fn create_database(name: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(ADMIN_URL)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {ADMIN_URL}: {e}"));
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-}
-
-async fn drop_database(name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(ADMIN_URL).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
+    for (name, port) in SERVICES.into_iter().zip(ports) {
+        assert!(!accepts(port), "{name}'s port {port} still accepts");
     }
-}
-
-async fn ready(http: &reqwest::Client, port: u16) -> bool {
-    let url = format!("http://127.0.0.1:{port}/health/ready");
-    http.get(url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
 }
 
 fn has_line(out: &str, prefix: &str, containing: &str) -> bool {
@@ -328,21 +140,21 @@ fn has_line(out: &str, prefix: &str, containing: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_every_service_with_prefixed_output_and_stops_them_all_on_sigint() {
-    let Some(bins) = bin_dir() else { return };
+    let Some(bins) = bins() else { return };
     let small_posts = [
         ("PUBLISHER_MIN_EVENTS", "5"),
         ("PUBLISHER_MAX_EVENTS", "10"),
         ("PUBLISHER_INTERVAL_MS", "500"),
     ];
-    let mut run = DevRun::start(&bins, free_ports(), &["--simulator"], &small_posts).await;
+    let ports = free_ports();
+    let mut run = start(&bins, ports, &["--simulator"], &small_posts).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("http client");
-    let ports = run.ports.clone();
     run.wait_for("every /health/ready to answer 200", async |_| {
-        for port in ports.values() {
-            if !ready(&http, *port).await {
+        for port in ports {
+            if !ready(&http, port).await {
                 return false;
             }
         }
@@ -358,7 +170,7 @@ async fn runs_every_service_with_prefixed_output_and_stops_them_all_on_sigint() 
             && has_line(&out, "[simulator] ", "")
     })
     .await;
-    let children = run.children();
+    let children = children(&run);
     assert_eq!(
         children.keys().collect::<Vec<_>>(),
         ["collector", "gateway", "reporter", "simulator"],
@@ -366,10 +178,10 @@ async fn runs_every_service_with_prefixed_output_and_stops_them_all_on_sigint() 
         run.logs()
     );
 
-    kill(run.script.id(), "INT");
+    run.signal("INT");
     let status = run.wait_exit().await;
     assert!(status.success(), "dev.sh: {status}\n{}", run.logs());
-    run.assert_all_stopped();
+    assert_all_stopped(&run, ports);
     assert!(
         run.stderr().contains("[dev] SIGINT: stopping"),
         "{}",
@@ -385,11 +197,11 @@ async fn runs_every_service_with_prefixed_output_and_stops_them_all_on_sigint() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_exiting_stops_the_others_with_a_failure() {
-    let Some(bins) = bin_dir() else { return };
+    let Some(bins) = bins() else { return };
     // The reporter cannot listen: it exits, and the script stops the rest.
     let ports = free_ports();
     let taken = TcpListener::bind(("0.0.0.0", ports[2])).expect("hold the reporter's port");
-    let mut run = DevRun::start(&bins, ports, &[], &[]).await;
+    let mut run = start(&bins, ports, &[], &[]).await;
     let status = run.wait_exit().await;
     assert_eq!(status.code(), Some(1), "{}", run.logs());
     assert!(
@@ -398,20 +210,10 @@ async fn one_process_exiting_stops_the_others_with_a_failure() {
         run.logs()
     );
     drop(taken);
-    run.assert_all_stopped();
+    assert_all_stopped(&run, ports);
 }
 
 #[test]
 fn missing_binaries_are_named_with_the_build_command() {
-    let out = Command::new(deploy_tests::repo_root().join("scripts/dev.sh"))
-        .env("EVENTS_BIN_DIR", "/nonexistent/bin")
-        .output()
-        .expect("run scripts/dev.sh");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("/nonexistent/bin/events-host")
-            && err.contains("run cargo build --release --bins first"),
-        "{err}"
-    );
+    assert_names_missing_binaries("scripts/dev.sh");
 }

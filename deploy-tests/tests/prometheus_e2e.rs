@@ -33,24 +33,17 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use deploy_tests::{
-    all_exprs, get, load_yaml, prometheus_expr, read, readme_commands, repo_root, scalar, strings,
+    all_exprs, block_on_thread, create_database, delete_streams, drop_database, env_or, free_port,
+    get, load_yaml, prometheus_expr, read, readme_commands, repo_root, scalar, strings,
 };
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
 
 fn secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -58,13 +51,6 @@ fn secs(name: &str, default: u64) -> Duration {
             .parse()
             .unwrap_or(default),
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 /// The last `n` lines of a file (for error messages).
@@ -212,75 +198,18 @@ impl Drop for Stack {
         let db_name = self.db_name.take();
         let nats_url = self.nats_url.clone();
         let token = self.stream_token.clone();
-        // Drop may run inside the test's runtime: clean up on a thread of
-        // its own with its own runtime.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(15), async {
-                    if let Some(db) = db_name {
-                        drop_database(&admin_url, &db).await;
-                    }
-                    delete_streams(&nats_url, &token).await;
-                })
-                .await;
-            });
+        block_on_thread(async move {
+            if let Some(db) = db_name {
+                drop_database(&admin_url, &db).await;
+            }
+            // The event and dead-letter streams, and KV buckets named after them.
+            delete_streams(&nats_url, |name| name.contains(&token)).await;
         });
-        let _ = cleanup.join();
         if self.keep || std::thread::panicking() {
             eprintln!("deploy e2e: logs and TSDB kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-async fn admin_connection(admin_url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"))
-}
-
-async fn create_database(admin_url: &str, name: &str) {
-    let mut conn = admin_connection(admin_url).await;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    use sqlx::Connection;
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
-/// Deletes every JetStream stream whose name contains `token` (the event and
-/// dead-letter streams, and KV buckets named after them).
-async fn delete_streams(nats_url: &str, token: &str) {
-    use futures::StreamExt;
-    let Ok(client) = async_nats::connect(nats_url).await else {
-        return;
-    };
-    let js = async_nats::jetstream::new(client);
-    let mut names = js.stream_names();
-    let mut found = Vec::new();
-    while let Some(Ok(name)) = names.next().await {
-        if name.contains(token) {
-            found.push(name);
-        }
-    }
-    for name in found {
-        let _ = js.delete_stream(&name).await;
     }
 }
 

@@ -1,5 +1,5 @@
 //! The reporter on a streaming replica (`REPORTER_DATABASE_URL`): private
-//! primary + hot standby instances (see `support::postgres`), migrations and
+//! primary + hot standby instances (`events_testkit::Postgres`), migrations and
 //! inserts on the primary only.
 mod support;
 
@@ -7,13 +7,14 @@ use events_reporter::{
     config::Config,
     startup::{self, App, StartupError},
 };
+use events_testkit::Postgres;
 use serde_json::Value;
 use sqlx::{postgres::PgPoolOptions, PgPool};
 use std::{
     future::Future,
     time::{Duration, Instant},
 };
-use support::{postgres::Instance, Event};
+use support::Event;
 
 const PATHS: [&str; 3] = [
     "/api/v1/reports/events?from=2024-01-01&to=2024-02-01",
@@ -75,7 +76,7 @@ async fn pool(url: &str) -> PgPool {
         .expect("connect")
 }
 
-async fn create_database(instance: &Instance, name: &str) {
+async fn create_database(instance: &Postgres, name: &str) {
     let admin = pool(&instance.url("postgres")).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
@@ -143,7 +144,7 @@ async fn readiness(app: &App) -> (u16, Value) {
 #[tokio::test]
 async fn a_reporter_on_a_replica_reports_the_primarys_data_and_its_lag() {
     let started = Instant::now();
-    let primary = Instance::primary();
+    let primary = Postgres::start();
     create_database(&primary, "events").await;
     // The production shape: a role that may only read (and, unlike a
     // superuser, sees no details in pg_stat_wal_receiver), created on the
@@ -156,7 +157,7 @@ async fn a_reporter_on_a_replica_reports_the_primarys_data_and_its_lag() {
         sqlx::query(sql).execute(&admin).await.expect(sql);
     }
     admin.close().await;
-    let replica = Instance::replica_of(&primary);
+    let replica = Postgres::replica_of(&primary);
     let primary_url = primary.url("events");
     let replica_url = replica.url("events");
     let read_only_url = replica_url.replace("postgres@", "reporter_ro@");
@@ -277,7 +278,7 @@ async fn a_reporter_on_a_replica_reports_the_primarys_data_and_its_lag() {
 
 #[tokio::test]
 async fn a_replica_lacking_migrations_fails_startup_clearly() {
-    let primary = Instance::primary();
+    let primary = Postgres::start();
     create_database(&primary, "events").await;
     // The primary has only the first migration (as if run by an older host).
     let dir = std::env::temp_dir().join(format!("reporter-mig-{}", uuid::Uuid::new_v4().simple()));
@@ -305,7 +306,7 @@ async fn a_replica_lacking_migrations_fails_startup_clearly() {
         .await
         .expect("first migration");
     std::fs::remove_dir_all(&dir).ok();
-    let replica = Instance::replica_of(&primary);
+    let replica = Postgres::replica_of(&primary);
 
     let replica_url = replica.url("events");
     let t = Instant::now();

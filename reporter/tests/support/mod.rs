@@ -2,7 +2,6 @@
 //! events inserted through the collectors' own statement.
 #![allow(dead_code)]
 pub mod model;
-pub mod postgres;
 pub mod recount;
 
 use chrono::{DateTime, Utc};
