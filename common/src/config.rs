@@ -127,7 +127,8 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// `APP_ENV`: selects defaults such as log format.
+/// `APP_ENV`: which environment this is (the compose overrides set it). It
+/// is validated but changes no default: every setting is explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
     Development,

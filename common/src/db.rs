@@ -30,7 +30,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 /// `deadline` passes.
 pub async fn migrate_with_retry(pool: &PgPool, deadline: Duration) -> Result<(), DbError> {
     let start = std::time::Instant::now();
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200));
     loop {
         match migrate(pool).await {
             Ok(()) => return Ok(()),
@@ -41,8 +41,7 @@ pub async fn migrate_with_retry(pool: &PgPool, deadline: Duration) -> Result<(),
             }
             Err(e) => return Err(e),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+        backoff.sleep_uninterrupted().await;
     }
 }
 

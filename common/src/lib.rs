@@ -1,6 +1,7 @@
 //! Shared plumbing of the events services (`events-host` and `events-reporter`).
 //!
 //! Each module is one concern; services compose them in their own `startup`.
+pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod health;

@@ -8,6 +8,7 @@
 //! left by them is still consumed.
 use crate::config::{CollectorConfig, NatsConfig};
 use async_nats::jetstream::{self, consumer, context::GetStreamErrorKind, stream, ErrorCode};
+use events_common::backoff::Backoff;
 use events_common::health::Health;
 use std::time::Duration;
 
@@ -112,7 +113,7 @@ pub async fn wait_for_streams(
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<(), NatsError> {
     for wanted in stream_configs(cfg) {
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200));
         let actual = loop {
             match js.get_stream(&wanted.name).await {
                 Ok(mut s) => match s.info().await {
@@ -125,11 +126,11 @@ pub async fn wait_for_streams(
                     tracing::warn!(stream = %wanted.name, error = %e, "waiting for the gateway to create the stream")
                 }
             }
-            tokio::select! {
-                _ = stop.cancelled() => return Err(NatsError::Setup("shutdown before the streams existed".into())),
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(stop).await {
+                return Err(NatsError::Setup(
+                    "shutdown before the streams existed".into(),
+                ));
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         };
         for (setting, theirs, ours) in [
             (
@@ -172,7 +173,7 @@ pub async fn ensure_streams_with_retry(
     cfg: &NatsConfig,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<(), NatsError> {
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         match ensure_streams(js, cfg).await {
             Ok(()) => return Ok(()),
@@ -181,11 +182,11 @@ pub async fn ensure_streams_with_retry(
             }
             Err(e) => return Err(e),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return Err(NatsError::Setup("shutdown before JetStream was ready".into())),
-            _ = tokio::time::sleep(wait) => {}
+        if !backoff.sleep(stop).await {
+            return Err(NatsError::Setup(
+                "shutdown before JetStream was ready".into(),
+            ));
         }
-        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

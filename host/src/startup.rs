@@ -32,12 +32,6 @@ impl App {
     pub async fn wait(self) {
         let _ = self.done.await;
     }
-
-    /// Shuts down and waits.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        self.wait().await;
-    }
 }
 
 /// Binds the configured ports and builds the app.

@@ -6,6 +6,7 @@ use crate::{
     nats,
 };
 use async_nats::jetstream::consumer::PullConsumer;
+use events_common::backoff::Backoff;
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
 
@@ -97,7 +98,7 @@ pub async fn run(c: Arc<Collector>) {
                 letter
             })
             .collect();
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         loop {
             let res = async {
                 let mut tx = c.pool.begin().await?;
@@ -109,11 +110,9 @@ pub async fn run(c: Arc<Collector>) {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "dead-letter write failed, retrying"),
             }
-            tokio::select! {
-                _ = c.stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&c.stop).await {
+                return;
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
         futures::future::join_all(batch.iter().map(|m| m.ack())).await;
         for l in &letters {

@@ -17,6 +17,7 @@ use crate::{
     plugins::PluginRuntime,
 };
 use async_nats::jetstream::{self, consumer::PullConsumer};
+use events_common::backoff::Backoff;
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
@@ -82,17 +83,15 @@ impl Collector {
     }
 
     async fn consumer(&self, source: &str) -> Option<PullConsumer> {
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200));
         loop {
             match nats::source_consumer(&self.js, &self.nats, &self.cfg, source).await {
                 Ok(c) => return Some(c),
                 Err(e) => tracing::warn!(source, error = %e, "consumer not ready, retrying"),
             }
-            tokio::select! {
-                _ = self.stop.cancelled() => return None,
-                _ = tokio::time::sleep(wait) => {}
+            if !backoff.sleep(&self.stop).await {
+                return None;
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -11,6 +11,7 @@ use super::{
     Collector,
 };
 use crate::{db, nats};
+use events_common::backoff::Backoff;
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
 
@@ -68,7 +69,7 @@ pub async fn run(c: Arc<Collector>, mut advisories: async_nats::Subscriber) {
 /// shutdown (the message stays in the stream until its letters are stored).
 async fn recover(c: &Collector, source: &str, advisory: &Advisory) {
     let seq = advisory.stream_seq;
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     loop {
         match try_recover(c, source, advisory).await {
             Ok(Some(letters)) => {
@@ -98,11 +99,9 @@ async fn recover(c: &Collector, source: &str, advisory: &Advisory) {
                 tracing::warn!(source, seq, error = %e, "cannot recover a stranded message yet, retrying")
             }
         }
-        tokio::select! {
-            _ = c.stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if !backoff.sleep(&c.stop).await {
+            return;
         }
-        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

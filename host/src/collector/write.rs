@@ -19,6 +19,7 @@
 use super::{batch::Incoming, Collector};
 use crate::db::{self, DeadLetter, EventRow};
 use async_nats::jetstream::message::AckKind;
+use events_common::backoff::Backoff;
 use std::time::{Duration, Instant};
 
 /// What a successful write stored.
@@ -51,7 +52,7 @@ pub async fn write(
     rows: &[EventRow<'_>],
     dead: &[DeadLetter],
 ) -> Option<Written> {
-    let mut wait = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100));
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -83,16 +84,14 @@ pub async fn write(
             Err(e) => {
                 c.metrics.db_retries.with_label_values(&[source]).inc();
                 c.health.set(WRITES_CHECK, false);
-                tracing::warn!(source, attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "database write failed, nothing acked, retrying");
+                tracing::warn!(source, attempt, error = %e, retry_in_ms = backoff.current().as_millis() as u64, "database write failed, nothing acked, retrying");
             }
         }
         // Tell JetStream we are still on it, so ack_wait does not expire.
         futures::future::join_all(batch.iter().map(|i| i.msg.ack_with(AckKind::Progress))).await;
-        tokio::select! {
-            _ = c.stop.cancelled() => return None,
-            _ = tokio::time::sleep(wait) => {}
+        if !backoff.sleep(&c.stop).await {
+            return None;
         }
-        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

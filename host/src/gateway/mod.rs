@@ -10,7 +10,7 @@ mod publish;
 mod slices;
 mod upload;
 
-pub use auth::{sign, SIGNATURE_HEADER};
+pub use auth::SIGNATURE_HEADER;
 pub use metrics::GatewayMetrics;
 
 use crate::{

@@ -141,15 +141,6 @@ impl PluginRuntime {
             .unwrap_or_default()
     }
 
-    /// Identities of the active plugins.
-    pub fn identities(&self) -> Vec<Identity> {
-        self.inner
-            .active
-            .read()
-            .map(|a| a.values().map(|p| p.identity().clone()).collect())
-            .unwrap_or_default()
-    }
-
     /// Notified with the source list whenever it changes (collectors with
     /// `COLLECTOR_TYPE=all` start consuming new sources from it).
     pub fn subscribe(&self) -> watch::Receiver<Vec<String>> {
