@@ -1,31 +1,60 @@
 //! `events-host plugin check <component.wasm> [sample.json ...]`: the plugin
 //! author's tool. Loads a component exactly as the host does, prints its
 //! identity, runs it on the samples and prints a verdict per event.
-use crate::plugins::{EventResult, PluginMetrics, PluginRuntime, RuntimeConfig};
+use crate::plugins::{EventResult, Plugin, PluginMetrics, PluginRuntime, RuntimeConfig};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Returns the number of rejected events (the exit code is 0 only when the
-/// component loaded and every sample event was accepted).
-pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<usize> {
-    let dir = component.parent().unwrap_or(Path::new("."));
-    let runtime = PluginRuntime::new(RuntimeConfig::for_dir(dir), PluginMetrics::unregistered())?;
-    let started = std::time::Instant::now();
-    let plugin = runtime.load_file(component)?;
-    let id = plugin.identity();
-    if !json {
-        println!("component: {}", component.display());
+/// A component loaded exactly as the host loads it (shared by `plugin check`
+/// and `plugin test`).
+pub struct Loaded {
+    /// Kept alive with the plugin (engine, linker, metrics).
+    _runtime: PluginRuntime,
+    pub plugin: Arc<Plugin>,
+    pub component: PathBuf,
+    pub load_time: std::time::Duration,
+}
+
+impl Loaded {
+    pub fn new(component: &Path) -> anyhow::Result<Self> {
+        let dir = component.parent().unwrap_or(Path::new("."));
+        let runtime =
+            PluginRuntime::new(RuntimeConfig::for_dir(dir), PluginMetrics::unregistered())?;
+        let started = std::time::Instant::now();
+        let plugin = runtime
+            .load_file(component)
+            .with_context(|| format!("cannot load {}", component.display()))?;
+        Ok(Self {
+            _runtime: runtime,
+            plugin,
+            component: component.to_owned(),
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// `component:` / `identity:` / `loaded in:` lines.
+    pub fn print_header(&self) {
+        let id = self.plugin.identity();
+        println!("component: {}", self.component.display());
         println!(
             "identity:  name={} version={} source={} (contract marketing:events@{})",
             id.name,
             id.version,
             id.source,
-            plugin.contract_version()
+            self.plugin.contract_version()
         );
-        println!(
-            "loaded in: {:.1} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
+        println!("loaded in: {:.1} ms", self.load_time.as_secs_f64() * 1000.0);
+    }
+}
+
+/// Returns the number of rejected events (the exit code is 0 only when the
+/// component loaded and every sample event was accepted).
+pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<usize> {
+    let loaded = Loaded::new(component)?;
+    let plugin = &loaded.plugin;
+    if !json {
+        loaded.print_header();
     }
     let mut rejected = 0;
     for sample in samples {

@@ -10,6 +10,7 @@ pub mod db;
 pub mod gateway;
 pub mod jetstream_admin;
 pub mod nats;
+pub mod plugin_test;
 pub mod plugins;
 pub mod startup;
 pub mod wire;

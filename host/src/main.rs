@@ -46,6 +46,16 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run fixture tests: each fixture (a JSON file: input event + expected
+    /// verdict, normalized fields or rejection fields; see plugins/README.md)
+    /// is run and reported ok/FAIL with a diff. Exit 0 all pass, 1 any
+    /// failure, 2 load or fixture errors.
+    Test {
+        component: PathBuf,
+        /// Fixture directories (every *.json under them) or fixture files.
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +69,22 @@ fn main() -> ExitCode {
                 &command,
                 &Vars::new(&Env),
             ));
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    component,
+                    fixtures,
+                },
+        } => {
+            return match events_host::plugin_test::run(&component, &fixtures) {
+                Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::Plugin {
             command:
