@@ -5,7 +5,8 @@
 //! - `reporter_requests_in_flight{report}`: requests being served, labelled
 //!   by report like the other two so one dashboard variable filters all.
 //!
-//! `report` is `events`, `revenue` or `demographics`. The common
+//! `report` is `events`, `revenue`, `demographics`, `dead_letters` (the
+//! dead-letters list) or `dead_letters_summary`. The common
 //! `http_*{service="reporter"}` metrics are recorded too, by
 //! `events_common::http::instrument`.
 use axum::{
@@ -22,16 +23,26 @@ pub enum Report {
     Events,
     Revenue,
     Demographics,
+    DeadLetters,
+    DeadLettersSummary,
 }
 
 impl Report {
-    pub const ALL: [Report; 3] = [Self::Events, Self::Revenue, Self::Demographics];
+    pub const ALL: [Report; 5] = [
+        Self::Events,
+        Self::Revenue,
+        Self::Demographics,
+        Self::DeadLetters,
+        Self::DeadLettersSummary,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Events => "events",
             Self::Revenue => "revenue",
             Self::Demographics => "demographics",
+            Self::DeadLetters => "dead_letters",
+            Self::DeadLettersSummary => "dead_letters_summary",
         }
     }
 }

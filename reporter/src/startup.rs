@@ -2,6 +2,7 @@
 use crate::{
     auth::{self, Token},
     config::Config,
+    dead_letters,
     metrics::{Report, ReportMetrics},
     openapi,
     replica::{self, ReplicaLag},
@@ -128,6 +129,24 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
             report_route(
                 demographics::handler,
                 Report::Demographics,
+                &report_metrics,
+                &token,
+            ),
+        )
+        .route(
+            "/api/v1/dead-letters",
+            report_route(
+                dead_letters::list_handler,
+                Report::DeadLetters,
+                &report_metrics,
+                &token,
+            ),
+        )
+        .route(
+            "/api/v1/dead-letters/summary",
+            report_route(
+                dead_letters::summary_handler,
+                Report::DeadLettersSummary,
                 &report_metrics,
                 &token,
             ),

@@ -224,7 +224,8 @@ async fn a_read_only_role_is_enough() {
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
         format!(
             "GRANT SELECT ON events, rollup_events, rollup_revenue, rollup_revenue_campaigns, \
-             rollup_demographics, events_demographic_facts, _sqlx_migrations TO {role}"
+             rollup_demographics, events_demographic_facts, dead_letters, _sqlx_migrations \
+             TO {role}"
         ),
         format!("ALTER ROLE {role} SET default_transaction_read_only = on"),
     ] {
@@ -244,11 +245,17 @@ async fn a_read_only_role_is_enough() {
         .await
         .expect("starts read-only");
     let base = format!("http://{}", app.address);
-    for report in ["events", "revenue", "demographics"] {
-        let res = reqwest::get(format!("{base}/api/v1/reports/{report}"))
+    for path in [
+        "reports/events",
+        "reports/revenue",
+        "reports/demographics",
+        "dead-letters",
+        "dead-letters/summary",
+    ] {
+        let res = reqwest::get(format!("{base}/api/v1/{path}"))
             .await
             .expect("get");
-        assert_eq!(res.status().as_u16(), 200, "{report}");
+        assert_eq!(res.status().as_u16(), 200, "{path}");
     }
     let body: serde_json::Value = reqwest::get(format!("{base}/api/v1/reports/demographics"))
         .await
