@@ -154,8 +154,8 @@ pub struct CommonConfig {
     pub app_env: AppEnv,
     /// `LOG_LEVEL`: an `EnvFilter` directive such as `info` or `events_host=debug,info`.
     pub log_level: String,
-    /// `CORRELATION_ID_HEADER`, lower-cased.
-    pub correlation_id_header: String,
+    /// `CORRELATION_ID_HEADER` (header names are case-insensitive).
+    pub correlation_id_header: axum::http::HeaderName,
     /// `SHUTDOWN_TIMEOUT_MS`: how long graceful shutdown may take.
     pub shutdown_timeout: std::time::Duration,
     /// `SHUTDOWN_PRE_STOP_MS`: after a stop signal, how long the service
@@ -170,11 +170,11 @@ impl CommonConfig {
         let log_level = vars.string("LOG_LEVEL", "info");
         tracing_subscriber::EnvFilter::try_new(&log_level)
             .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
-        let correlation_id_header = vars
-            .string("CORRELATION_ID_HEADER", "x-correlation-id")
-            .to_ascii_lowercase();
-        axum::http::HeaderName::from_bytes(correlation_id_header.as_bytes())
-            .map_err(|e| ConfigError::new("CORRELATION_ID_HEADER", e.to_string()))?;
+        let correlation_id_header = axum::http::HeaderName::from_bytes(
+            vars.string("CORRELATION_ID_HEADER", "x-correlation-id")
+                .as_bytes(),
+        )
+        .map_err(|e| ConfigError::new("CORRELATION_ID_HEADER", e.to_string()))?;
         let shutdown_timeout = vars.millis("SHUTDOWN_TIMEOUT_MS", 30_000)?;
         let pre_stop_delay = vars.millis("SHUTDOWN_PRE_STOP_MS", 1_000)?;
         Ok(Self {

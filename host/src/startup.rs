@@ -9,7 +9,6 @@ use crate::{
     plugins::{PluginMetrics, PluginRuntime},
 };
 use anyhow::Context as _;
-use axum::http::HeaderName;
 use events_common::{db, health::Health, http};
 use prometheus::Registry;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -94,7 +93,7 @@ pub async fn build(
         },
     );
 
-    let header = HeaderName::from_bytes(config.common.correlation_id_header.as_bytes())?;
+    let header = config.common.correlation_id_header.clone();
     let service = format!("host-{}", role_name(config.role));
     let http_metrics = http::HttpMetrics::new(&registry, &service)?;
     let mut router = http::ops_router(health.clone(), registry.clone());

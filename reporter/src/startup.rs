@@ -10,12 +10,11 @@ use crate::{
 };
 use axum::{
     handler::Handler,
-    http::HeaderName,
     middleware::from_fn_with_state,
     routing::{get, MethodRouter},
     Router,
 };
-use events_common::{db, health::Health, http};
+use events_common::{backoff::Backoff, db, health::Health, http};
 use prometheus::Registry;
 use sqlx::PgPool;
 use std::{
@@ -32,8 +31,6 @@ pub enum StartupError {
     Database(#[from] db::DbError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("invalid CORRELATION_ID_HEADER: {0}")]
-    Header(#[from] axum::http::header::InvalidHeaderName),
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
     #[error("database: {0}")]
@@ -159,7 +156,7 @@ pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, Startup
             http::ops_router(health.clone(), registry)
                 .route_layer(from_fn_with_state(lag, ReplicaLag::annotate_readiness)),
         );
-    let header = HeaderName::from_bytes(config.common.correlation_id_header.as_bytes())?;
+    let header = config.common.correlation_id_header.clone();
     let router = http::instrument(router, http_metrics, header);
 
     let server = http::serve(
@@ -206,7 +203,7 @@ const SCHEMA_POLL_EVERY: Duration = Duration::from_millis(500);
 /// Both within `timeout`, retrying while the database is unreachable.
 async fn prepare_schema(pool: &PgPool, timeout: Duration) -> Result<(), StartupError> {
     let start = Instant::now();
-    let mut wait = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200));
     let is_replica = loop {
         match replica::in_recovery(pool).await {
             Ok(r) => break r,
@@ -218,8 +215,7 @@ async fn prepare_schema(pool: &PgPool, timeout: Duration) -> Result<(), StartupE
             }
             Err(e) => return Err(StartupError::Query(e)),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+        backoff.sleep_uninterrupted().await;
     };
     if is_replica {
         tracing::info!("the database is a replica (in recovery): not migrating it");
