@@ -70,7 +70,8 @@ set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUPERVISE_TAG=cluster
-# say, die, start, pid_of, first_exited, http_ready, port_open, stop_pids, reap_all
+# say, die, require_binaries, require_plugins, start, pid_of, first_exited, http_ready, port_open,
+# stop_pids, reap_all
 source "$REPO/scripts/lib/supervise.sh"
 
 SIMULATOR=0 FRESH=0
@@ -85,16 +86,9 @@ done
 require_bash_4_4
 
 # --- what it needs ------------------------------------------------------------
-BIN_DIR="${EVENTS_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
-BINS=(events-host events-reporter)
-((SIMULATOR)) && BINS+=(events-publisher)
-for b in "${BINS[@]}"; do
-  [[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b not found: run cargo build --release --bins first (or set EVENTS_BIN_DIR)"
-done
+require_binaries "$SIMULATOR"
 export PLUGINS_DIR="${PLUGINS_DIR:-$REPO/dist/plugins}"
-[[ -d "$PLUGINS_DIR" ]] || die "no plugins directory $PLUGINS_DIR: run scripts/build-plugins.sh first (or set PLUGINS_DIR)"
-compgen -G "$PLUGINS_DIR/*.wasm" >/dev/null ||
-  say "warning: no *.wasm in $PLUGINS_DIR (run scripts/build-plugins.sh): nothing will be collected"
+require_plugins
 NATS_SERVER="$(command -v nats-server)" || die "nats-server not found: apt-get install nats-server"
 HAPROXY="$(command -v haproxy)" ||
   die "haproxy not found: apt-get install haproxy (the load balancer in front of the two gateways)"

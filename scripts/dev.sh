@@ -27,7 +27,7 @@ set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SUPERVISE_TAG=dev
-# say, die, start, first_exited, http_ready, stop_pids, reap_all
+# say, die, require_binaries, require_plugins, start, first_exited, http_ready, stop_pids, reap_all
 source "$REPO/scripts/lib/supervise.sh"
 
 SIMULATOR=0
@@ -40,12 +40,7 @@ while [[ $# -gt 0 ]]; do
 done
 require_bash_4_4
 
-BIN_DIR="${EVENTS_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
-BINS=(events-host events-reporter)
-((SIMULATOR)) && BINS+=(events-publisher)
-for b in "${BINS[@]}"; do
-  [[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b not found: run cargo build --release --bins first (or set EVENTS_BIN_DIR)"
-done
+require_binaries "$SIMULATOR"
 
 GATEWAY_PORT="${GATEWAY_PORT:-3000}"
 COLLECTOR_PORT="${COLLECTOR_PORT:-3001}"
@@ -53,9 +48,7 @@ REPORTER_PORT="${REPORTER_PORT:-3003}"
 STOP_TIMEOUT="${DEV_STOP_TIMEOUT_SECS:-40}"
 export PLUGINS_DIR="${PLUGINS_DIR:-$REPO/dist/plugins}"
 export COLLECTOR_TYPE="${COLLECTOR_TYPE:-all}"
-[[ -d "$PLUGINS_DIR" ]] || die "no plugins directory $PLUGINS_DIR: run scripts/build-plugins.sh first (or set PLUGINS_DIR)"
-compgen -G "$PLUGINS_DIR/*.wasm" >/dev/null ||
-  say "warning: no *.wasm in $PLUGINS_DIR (run scripts/build-plugins.sh): nothing will be collected"
+require_plugins
 
 # stop_all: SIGTERM to every process still running, wait for all (SIGKILL
 # after STOP_TIMEOUT, or on a second Ctrl-C), then for their output. Fails

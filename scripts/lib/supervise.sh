@@ -24,6 +24,24 @@ require_bash_4_4() {
   fi
 }
 
+# Sets BIN_DIR (EVENTS_BIN_DIR, else the release target dir) and dies unless
+# events-host, events-reporter and, when $1 is 1, events-publisher are in it.
+require_binaries() {
+  BIN_DIR="${EVENTS_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}"
+  local bins=(events-host events-reporter) b
+  (($1)) && bins+=(events-publisher)
+  for b in "${bins[@]}"; do
+    [[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b not found: run cargo build --release --bins first (or set EVENTS_BIN_DIR)"
+  done
+}
+
+# Dies without $PLUGINS_DIR; warns when it holds no plugin.
+require_plugins() {
+  [[ -d "$PLUGINS_DIR" ]] || die "no plugins directory $PLUGINS_DIR: run scripts/build-plugins.sh first (or set PLUGINS_DIR)"
+  compgen -G "$PLUGINS_DIR/*.wasm" >/dev/null ||
+    say "warning: no *.wasm in $PLUGINS_DIR (run scripts/build-plugins.sh): nothing will be collected"
+}
+
 # Copies stdin to stdout, each line prefixed with [$1]. It ignores SIGINT and
 # SIGTERM (a terminal's Ctrl-C reaches the whole process group) and ends when
 # its process has exited, so the shutdown logs are not lost.
