@@ -14,7 +14,7 @@
 #                                                               echoing a tampered raw
 #
 # Toolchain: rustup's wasm32-wasip2 target when installed; otherwise the offline Debian route
-# (shared/wasm-toolchain.md): /usr/bin/rustc 1.96 + rust-web-src, -Z build-std, wasm-ld-22.
+# (README "Building plugins"): /usr/bin/rustc 1.96 + rust-web-src, -Z build-std, wasm-ld-22.
 # Target dir: $PLUGINS_TARGET_DIR (default <repo>/target/plugins); keep it between runs, the
 # Debian route compiles std into it once (~1-2 min).
 set -euo pipefail

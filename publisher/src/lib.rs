@@ -1,7 +1,7 @@
 //! `events-publisher`: a stand-in for the external marketing-event publisher.
 //!
 //! It generates Facebook and TikTok events exactly as described in
-//! `shared/spec/events.md`, optionally corrupts, duplicates and reorders
+//! `docs/events.md`, optionally corrupts, duplicates and reorders
 //! them like the real publisher, and POSTs them as JSON arrays to the
 //! gateway's `/webhook`.
 //!

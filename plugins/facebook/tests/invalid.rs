@@ -1,4 +1,4 @@
-//! Facebook: each rejection rule of shared/spec/events.md.
+//! Facebook: each rejection rule of docs/events.md.
 
 mod common;
 

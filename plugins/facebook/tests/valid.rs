@@ -1,4 +1,4 @@
-//! Facebook: every valid shape of shared/spec/events.md and its normalization.
+//! Facebook: every valid shape of docs/events.md and its normalization.
 
 mod common;
 

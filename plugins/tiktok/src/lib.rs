@@ -1,5 +1,5 @@
 //! The TikTok source plugin: validates events of `source: "tiktok"` exactly as
-//! `shared/spec/events.md` says and maps them to the canonical [`NormalizedEvent`].
+//! `docs/events.md` says and maps them to the canonical [`NormalizedEvent`].
 //!
 //! Native API (tests, host-side benchmarks): [`identity`], [`normalize`] and
 //! [`normalize_batch`]. The wasm component (built by `scripts/build-plugins.sh`) exports the

@@ -1,4 +1,4 @@
-//! The TikTok rules of shared/spec/events.md, each shape and each rejection.
+//! The TikTok rules of docs/events.md, each shape and each rejection.
 
 use events_plugin_kit::{FunnelStage, NormalizedEvent};
 use serde_json::{json, Value};

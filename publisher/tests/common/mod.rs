@@ -1,5 +1,5 @@
 //! Test helpers: an independent structural check of the spec
-//! (`shared/spec/events.md`) and the publisher's own conventions.
+//! (`docs/events.md`) and the publisher's own conventions.
 #![allow(dead_code)]
 
 pub mod server;
