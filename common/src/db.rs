@@ -1,4 +1,6 @@
 //! PostgreSQL: pool and migrations shared by every service.
+pub mod events;
+
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::time::Duration;
