@@ -1,5 +1,6 @@
-//! The vocabulary of the event format (see `shared/spec/events.md`): sources,
-//! funnel stages and the event types and enum values each allows.
+//! The vocabulary of the event format (its rules: `plugins/README.md`,
+//! "Validation rules"): sources, funnel stages and the event types and enum
+//! values each allows.
 
 use std::fmt;
 use std::str::FromStr;
