@@ -176,3 +176,54 @@ impl<'a> EventColumns<'a> {
             .bind(self.correlation_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(source: &'a str, event_id: &'a str, event_type: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            event_id,
+            source,
+            funnel_stage: FunnelStage::Top,
+            event_type,
+            occurred_at: DateTime::UNIX_EPOCH,
+            user_id: "u",
+            revenue: None,
+            campaign_id: None,
+            age: None,
+            gender: None,
+            country: None,
+            city: None,
+            followers: None,
+            device: None,
+            raw: "{}",
+            plugin_name: "p",
+            plugin_version: "1.0.0",
+            correlation_id: None,
+        }
+    }
+
+    #[test]
+    fn the_first_arrival_of_each_key_in_key_order() {
+        let rows = [
+            row("tiktok", "1", "first"),
+            row("facebook", "2", "first"),
+            row("tiktok", "1", "second"),
+            row("facebook", "1", "first"),
+            row("facebook", "2", "second"),
+        ];
+        let kept: Vec<_> = first_of_each_key(&rows)
+            .iter()
+            .map(|r| (r.source, r.event_id, r.event_type))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("facebook", "1", "first"),
+                ("facebook", "2", "first"),
+                ("tiktok", "1", "first"),
+            ]
+        );
+    }
+}
