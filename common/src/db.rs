@@ -1,4 +1,7 @@
 //! PostgreSQL: pool and migrations shared by every service.
+pub mod events;
+
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::time::Duration;
 
@@ -19,10 +22,14 @@ pub fn pool(options: &PgConnectOptions, max_connections: u32) -> PgPool {
         .connect_lazy_with(options.clone())
 }
 
-/// Applies `migrations/`. sqlx takes an advisory lock, so several services
+/// The repository's `migrations/`, embedded once here: services apply them,
+/// the reporter compares a replica's schema with them.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Applies [`MIGRATOR`]. sqlx takes an advisory lock, so several services
 /// starting at once are safe.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::migrate!("../migrations").run(pool).await?;
+    MIGRATOR.run(pool).await?;
     Ok(())
 }
 

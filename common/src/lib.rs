@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod config;
 pub mod db;
+pub mod funnel;
 pub mod health;
 pub mod http;
 pub mod metrics;

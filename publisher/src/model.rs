@@ -1,5 +1,6 @@
-//! The vocabulary of the event format (see `shared/spec/events.md`): sources,
-//! funnel stages and the event types and enum values each allows.
+//! The vocabulary of the event format (its rules: `plugins/README.md`,
+//! "Validation rules"): sources, funnel stages and the event types and enum
+//! values each allows.
 
 use std::fmt;
 use std::str::FromStr;
@@ -61,44 +62,8 @@ impl FromStr for Source {
     }
 }
 
-/// Where in the marketing funnel an event sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FunnelStage {
-    /// `"top"`: awareness (views, likes, ...).
-    Top,
-    /// `"bottom"`: conversion (clicks, purchases, ...).
-    Bottom,
-}
-
-impl FunnelStage {
-    /// Both stages.
-    pub const ALL: [FunnelStage; 2] = [FunnelStage::Top, FunnelStage::Bottom];
-
-    /// The wire value of `funnelStage`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FunnelStage::Top => "top",
-            FunnelStage::Bottom => "bottom",
-        }
-    }
-}
-
-impl fmt::Display for FunnelStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FunnelStage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "top" => Ok(FunnelStage::Top),
-            "bottom" => Ok(FunnelStage::Bottom),
-            other => Err(format!("unknown funnel stage {other:?}")),
-        }
-    }
-}
+/// Where in the marketing funnel an event sits (shared with the services).
+pub use events_common::funnel::FunnelStage;
 
 /// Facebook top-funnel event types.
 pub const FACEBOOK_TOP_TYPES: &[&str] = &["ad.view", "page.like", "comment", "video.view"];

@@ -224,30 +224,8 @@ pub fn limit(value: &str) -> Result<i64, String> {
     }
 }
 
-/// A funnel stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FunnelStage {
-    Top,
-    Bottom,
-}
-
-impl FunnelStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Top => "top",
-            Self::Bottom => "bottom",
-        }
-    }
-
-    pub fn parse(value: &str) -> Result<Self, String> {
-        match value {
-            "top" => Ok(Self::Top),
-            "bottom" => Ok(Self::Bottom),
-            _ => Err("must be top or bottom".to_string()),
-        }
-    }
-}
+/// A funnel stage (`funnelStage`), shared with the collectors.
+pub use events_common::funnel::FunnelStage;
 
 /// Timeline bucket size. Buckets are aligned on UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]

@@ -62,7 +62,7 @@ pub async fn schema_status(pool: &PgPool) -> Result<SchemaStatus, sqlx::Error> {
             Err(e) => return Err(e),
         };
     let mut status = SchemaStatus::default();
-    for m in sqlx::migrate!("../migrations").iter() {
+    for m in events_common::db::MIGRATOR.iter() {
         match applied.iter().find(|(v, _)| *v == m.version) {
             None => status.missing.push(m.version),
             Some((_, c)) if c.as_slice() != &*m.checksum => status.different.push(m.version),

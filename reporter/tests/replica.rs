@@ -283,7 +283,7 @@ async fn a_replica_lacking_migrations_fails_startup_clearly() {
     // The primary has only the first migration (as if run by an older host).
     let dir = std::env::temp_dir().join(format!("reporter-mig-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let all = sqlx::migrate!("../migrations");
+    let all = &events_common::db::MIGRATOR;
     let first = all.iter().next().expect("a migration");
     let latest = all.iter().last().expect("a migration").version;
     let name = format!(

@@ -1,6 +1,10 @@
 //! The revenue report: exact money, campaigns, windows.
 mod support;
 
+use events_common::{
+    db::events::{insert_events, NewEvent},
+    funnel::FunnelStage,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rust_decimal::Decimal;
 use support::model::{revenue_report, Query};
@@ -228,23 +232,36 @@ async fn amounts_past_28_digits_are_summed_exactly() {
         ),
         ("cent", "2024-03-02T00:00:00Z", "0.005"),
     ];
-    // By hand: the months' partitions first, as every writer must.
+    // By hand (a test event's amount is a Rust decimal): the months'
+    // partitions first, as every writer must, then the collectors' statement.
     let times: Vec<_> = rows.iter().map(|(_, t, _)| at(t)).collect();
     support::ensure_partitions(&app.pool, &times).await;
-    for (id, at, amount) in rows {
-        sqlx::query(
-            "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, \
-             user_id, revenue, campaign_id, raw, plugin_name, plugin_version) \
-             VALUES ($1, 'facebook', 'bottom', 'purchase', $2::timestamptz, 'u', $3::numeric, \
-             'camp-big', '{}', 'facebook', '1.0.0')",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(amount)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    }
+    let events: Vec<NewEvent> = rows
+        .iter()
+        .zip(times)
+        .map(|(&(id, _, amount), occurred_at)| NewEvent {
+            event_id: id,
+            source: "facebook",
+            funnel_stage: FunnelStage::Bottom,
+            event_type: "purchase",
+            occurred_at,
+            user_id: "u",
+            revenue: Some(amount),
+            campaign_id: Some("camp-big"),
+            age: None,
+            gender: None,
+            country: None,
+            city: None,
+            followers: None,
+            device: None,
+            raw: "{}",
+            plugin_name: "facebook",
+            plugin_version: "1.0.0",
+            correlation_id: None,
+        })
+        .collect();
+    let inserted = insert_events(&app.pool, &events).await.unwrap();
+    assert_eq!(inserted, 3);
     let total = "24691357802469135780246913579.99";
     // All time (rollups), and a window with raw edges read from `events`.
     for path in [

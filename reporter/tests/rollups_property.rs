@@ -377,12 +377,15 @@ async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
         .connect(&url)
         .await
         .expect("pool");
-    let mut before = sqlx::migrate!("../migrations");
-    let first_new = before
+    let all = &events_common::db::MIGRATOR;
+    let first_new = all
         .iter()
         .position(|m| m.version == 20270101000001)
         .expect("the partitioning migration");
-    before.migrations = before.migrations[..first_new].to_vec().into();
+    let before = sqlx::migrate::Migrator {
+        migrations: all.migrations[..first_new].to_vec().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
     before
         .run(&pool)
         .await

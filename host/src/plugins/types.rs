@@ -20,21 +20,7 @@ impl std::fmt::Display for Identity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FunnelStage {
-    Top,
-    Bottom,
-}
-
-impl FunnelStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Top => "top",
-            Self::Bottom => "bottom",
-        }
-    }
-}
+pub use events_common::funnel::FunnelStage;
 
 /// The canonical, source-independent event the reports are computed from.
 /// Its raw JSON is not here: the host keeps the bytes it received and pairs

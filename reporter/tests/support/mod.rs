@@ -5,6 +5,7 @@ pub mod model;
 pub mod recount;
 
 use chrono::{DateTime, Utc};
+use events_common::db::events::{EventColumns, NewEvent};
 use events_reporter::{config::Config, startup};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -228,85 +229,96 @@ pub async fn ensure_partitions(pool: &PgPool, times: &[DateTime<Utc>]) {
         .expect("ensure partitions");
 }
 
-/// The collectors' statement: claims the keys in `event_claims` and inserts
-/// the rows whose claim is new. The first row of a key in `events` wins
-/// (the collectors sort by key and keep the first arrival the same way).
+/// The collectors' statement ([`events_common::db::events`]): claims the
+/// keys in `event_claims` and inserts the rows whose claim is new; the first
+/// row of a key wins.
 pub async fn insert(pool: &PgPool, events: &[Event]) -> u64 {
     ensure_partitions(
         pool,
         &events.iter().map(|e| e.occurred_at).collect::<Vec<_>>(),
     )
     .await;
-    run_insert(pool, COLLECTOR_INSERT, events).await
+    let texts = events.iter().map(EventTexts::of).collect::<Vec<_>>();
+    let rows = rows(events, &texts);
+    events_common::db::events::insert_events(pool, &rows)
+        .await
+        .expect("insert events")
 }
 
 /// How the collectors inserted before `events` was partitioned (the unique
 /// key was on `events` itself), for databases at that version.
 pub async fn insert_before_partitioning(pool: &PgPool, events: &[Event]) -> u64 {
-    run_insert(pool, PRE_PARTITIONING_INSERT, events).await
+    let texts = events.iter().map(EventTexts::of).collect::<Vec<_>>();
+    let rows = rows(events, &texts);
+    EventColumns::new(&rows)
+        .bind(sqlx::query(PRE_PARTITIONING_INSERT))
+        .execute(pool)
+        .await
+        .expect("insert events")
+        .rows_affected()
 }
 
+/// The parameters are [`EventColumns`]' (`correlation_id`, `$18`, is left
+/// out as the collectors then did).
 const PRE_PARTITIONING_INSERT: &str =
     "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
      revenue, campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
      plugin_version) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-     $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
-     $13::int8[], $14::text[], $15::text[]::json[], $16::text[], $17::text[]) \
+     SELECT event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue::numeric, \
+     campaign_id, age, gender, country, city, followers, device, raw::json, plugin_name, \
+     plugin_version \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+     $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
+     $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[]) \
+     AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue, \
+     campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
+     plugin_version, correlation_id) \
      ON CONFLICT (source, event_id) DO NOTHING";
 
-const COLLECTOR_INSERT: &str = "WITH batch AS ( \
-             SELECT DISTINCT ON (source, event_id) * \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-                         $6::text[], $7::numeric[], $8::text[], $9::int4[], $10::text[], \
-                         $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[]::json[], \
-                         $16::text[], $17::text[]) WITH ORDINALITY \
-                  AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue, \
-                       campaign_id, age, gender, country, city, followers, device, raw, \
-                       plugin_name, plugin_version, ord) \
-             ORDER BY source, event_id, ord \
-         ), claimed AS ( \
-             INSERT INTO event_claims (source, event_id, occurred_at) \
-             SELECT source, event_id, occurred_at FROM batch \
-             ON CONFLICT (source, event_id) DO NOTHING \
-             RETURNING source, event_id \
-         ) \
-         INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
-                             revenue, campaign_id, age, gender, country, city, followers, device, \
-                             raw, plugin_name, plugin_version) \
-         SELECT b.event_id, b.source, b.funnel_stage, b.event_type, b.occurred_at, b.user_id, \
-                b.revenue, b.campaign_id, b.age, b.gender, b.country, b.city, b.followers, \
-                b.device, b.raw, b.plugin_name, b.plugin_version \
-         FROM batch b JOIN claimed USING (source, event_id)";
+/// What a test event stores beyond its own fields, derived from it.
+struct EventTexts {
+    user_id: String,
+    revenue: Option<String>,
+    raw: String,
+    plugin_name: String,
+}
 
-async fn run_insert(pool: &PgPool, sql: &str, events: &[Event]) -> u64 {
-    let col = |f: &dyn Fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-    let raw: Vec<String> = events
+impl EventTexts {
+    fn of(e: &Event) -> Self {
+        Self {
+            user_id: format!("user-{}", e.event_id),
+            revenue: e.revenue.map(|r| r.to_string()),
+            raw: serde_json::json!({ "eventId": e.event_id, "source": e.source }).to_string(),
+            plugin_name: format!("{}-plugin", e.source),
+        }
+    }
+}
+
+fn rows<'a>(events: &'a [Event], texts: &'a [EventTexts]) -> Vec<NewEvent<'a>> {
+    events
         .iter()
-        .map(|e| serde_json::json!({ "eventId": e.event_id, "source": e.source }).to_string())
-        .collect();
-    let r = sqlx::query(sql)
-        .bind(col(&|e| Some(e.event_id.clone())))
-        .bind(col(&|e| Some(e.source.clone())))
-        .bind(col(&|e| Some(e.funnel_stage.clone())))
-        .bind(col(&|e| Some(e.event_type.clone())))
-        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-        .bind(col(&|e| Some(format!("user-{}", e.event_id))))
-        .bind(events.iter().map(|e| e.revenue).collect::<Vec<_>>())
-        .bind(col(&|e| e.campaign_id.clone()))
-        .bind(events.iter().map(|e| e.age).collect::<Vec<_>>())
-        .bind(col(&|e| e.gender.clone()))
-        .bind(col(&|e| e.country.clone()))
-        .bind(col(&|e| e.city.clone()))
-        .bind(events.iter().map(|e| e.followers).collect::<Vec<_>>())
-        .bind(col(&|e| e.device.clone()))
-        .bind(raw)
-        .bind(col(&|e| Some(format!("{}-plugin", e.source))))
-        .bind(col(&|_| Some("1.0.0".to_string())))
-        .execute(pool)
-        .await
-        .expect("insert events");
-    r.rows_affected()
+        .zip(texts)
+        .map(|(e, t)| NewEvent {
+            event_id: &e.event_id,
+            source: &e.source,
+            funnel_stage: e.funnel_stage.parse().expect("funnel stage"),
+            event_type: &e.event_type,
+            occurred_at: e.occurred_at,
+            user_id: &t.user_id,
+            revenue: t.revenue.as_deref(),
+            campaign_id: e.campaign_id.as_deref(),
+            age: e.age,
+            gender: e.gender.as_deref(),
+            country: e.country.as_deref(),
+            city: e.city.as_deref(),
+            followers: e.followers,
+            device: e.device.as_deref(),
+            raw: &t.raw,
+            plugin_name: &t.plugin_name,
+            plugin_version: "1.0.0",
+            correlation_id: None,
+        })
+        .collect()
 }
 
 /// What the database keeps of `batches` inserted in order: the first event

@@ -6,7 +6,7 @@
 //!
 //! `normalize-batch` reads each input's JSON field `"mode"`. If ANY event of the batch has a
 //! hostile mode, the whole call does it (the first hostile event in batch order decides):
-//! * `"spin"`: loop forever (epoch/fuel limits must stop it);
+//! * `"spin"`: loop forever (the per-call epoch deadline must stop it: the host meters no fuel);
 //! * `"alloc"`: allocate and touch 1 MiB blocks forever (memory limits must stop it);
 //! * `"panic"`: panic (a trap: plugins are built with `panic = "abort"`);
 //! * `"sleep"`: sleep for an hour (a blocking WASI call: the host must not wait);
