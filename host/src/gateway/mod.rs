@@ -24,7 +24,7 @@ mod upload;
 
 pub use auth::SIGNATURE_HEADER;
 pub use dispatch::{ErrorEntry, WebhookResponse};
-pub use error::WebhookError;
+use error::WebhookError;
 pub use metrics::GatewayMetrics;
 
 use crate::{

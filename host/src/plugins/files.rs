@@ -31,3 +31,30 @@ pub fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_wasm_files_sorted_and_a_rewrite_changes_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.wasm", "a.wasm", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("dir.wasm")).unwrap();
+        let files = wasm_files(dir.path()).unwrap();
+        assert_eq!(
+            files,
+            [dir.path().join("a.wasm"), dir.path().join("b.wasm")]
+        );
+        let before = stamp(&files[0]).unwrap();
+        std::fs::write(&files[0], b"longer").unwrap();
+        assert_ne!(stamp(&files[0]), Some(before));
+        assert_eq!(stamp(&dir.path().join("missing.wasm")), None);
+        assert!(matches!(
+            wasm_files(&dir.path().join("missing")),
+            Err(PluginError::Read { .. })
+        ));
+    }
+}
