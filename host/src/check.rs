@@ -70,45 +70,50 @@ pub fn run(component: &Path, samples: &[PathBuf], json: bool) -> anyhow::Result<
             .normalize_batch_blocking(&events)
             .with_context(|| format!("plugin call failed on {}", sample.display()))?;
         for (i, r) in results.iter().enumerate() {
-            match r {
-                EventResult::Ok(e) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"sample": sample, "index": i, "ok": e})
-                        );
-                    } else {
-                        println!(
-                            "{}[{i}] OK       {} {} {}/{} at {} user={} revenue={} campaign={}",
-                            sample.display(),
-                            e.event_id,
-                            e.source,
-                            e.funnel_stage.as_str(),
-                            e.event_type,
-                            e.occurred_at
-                                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                            e.user_id,
-                            e.revenue.as_deref().unwrap_or("-"),
-                            e.campaign_id.as_deref().unwrap_or("-"),
-                        );
-                    }
-                }
-                EventResult::Rejected(issues) => {
-                    rejected += 1;
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"sample": sample, "index": i, "rejected": issues})
-                        );
-                    } else {
-                        println!("{}[{i}] REJECTED", sample.display());
-                        for issue in issues {
-                            println!("    - {issue}");
-                        }
-                    }
-                }
+            if matches!(r, EventResult::Rejected(_)) {
+                rejected += 1;
             }
+            print_verdict(sample, i, r, json);
         }
     }
     Ok(rejected)
+}
+
+/// One line per event (JSON with `--json`), plus one per issue of a rejection.
+fn print_verdict(sample: &Path, i: usize, r: &EventResult, json: bool) {
+    match r {
+        EventResult::Ok(e) if json => {
+            println!(
+                "{}",
+                serde_json::json!({"sample": sample, "index": i, "ok": e})
+            );
+        }
+        EventResult::Ok(e) => {
+            println!(
+                "{}[{i}] OK       {} {} {}/{} at {} user={} revenue={} campaign={}",
+                sample.display(),
+                e.event_id,
+                e.source,
+                e.funnel_stage.as_str(),
+                e.event_type,
+                e.occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                e.user_id,
+                e.revenue.as_deref().unwrap_or("-"),
+                e.campaign_id.as_deref().unwrap_or("-"),
+            );
+        }
+        EventResult::Rejected(issues) if json => {
+            println!(
+                "{}",
+                serde_json::json!({"sample": sample, "index": i, "rejected": issues})
+            );
+        }
+        EventResult::Rejected(issues) => {
+            println!("{}[{i}] REJECTED", sample.display());
+            for issue in issues {
+                println!("    - {issue}");
+            }
+        }
+    }
 }

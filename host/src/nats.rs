@@ -17,9 +17,28 @@ pub const CORRELATION_HEADER: &str = "Correlation-Id";
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("cannot connect to NATS: {0}")]
-    Connect(String),
-    #[error("JetStream setup failed: {0}")]
-    Setup(String),
+    Connect(#[source] async_nats::ConnectError),
+    #[error("JetStream setup failed: stream {name}: {source}")]
+    CreateStream {
+        name: String,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+    #[error("JetStream setup failed: stream {name}: {source}")]
+    GetStream {
+        name: String,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    #[error("JetStream setup failed: consumer {name}: {source}")]
+    Consumer {
+        name: String,
+        #[source]
+        source: stream::ConsumerError,
+    },
+    /// `stop` fired while waiting for NATS; the text says for what.
+    #[error("JetStream setup failed: shutdown before {0}")]
+    Stopped(&'static str),
 }
 
 /// Connects, reporting connection state to the `nats` readiness check.
@@ -49,7 +68,7 @@ pub async fn connect(cfg: &NatsConfig, health: &Health) -> Result<async_nats::Cl
         })
         .connect(cfg.servers.as_slice())
         .await
-        .map_err(|e| NatsError::Connect(e.to_string()))?;
+        .map_err(NatsError::Connect)?;
     if client.connection_state() == async_nats::connection::State::Connected {
         health.set("nats", true);
     }
@@ -99,7 +118,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &NatsConfig) -> Result
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
-            .map_err(|e| NatsError::Setup(format!("stream {name}: {e}")))?;
+            .map_err(|source| NatsError::CreateStream { name, source })?;
     }
     Ok(())
 }
@@ -127,9 +146,7 @@ pub async fn wait_for_streams(
                 }
             }
             if !backoff.sleep(stop).await {
-                return Err(NatsError::Setup(
-                    "shutdown before the streams existed".into(),
-                ));
+                return Err(NatsError::Stopped("the streams existed"));
             }
         };
         for (setting, theirs, ours) in [
@@ -183,9 +200,7 @@ pub async fn ensure_streams_with_retry(
             Err(e) => return Err(e),
         }
         if !backoff.sleep(stop).await {
-            return Err(NatsError::Setup(
-                "shutdown before JetStream was ready".into(),
-            ));
+            return Err(NatsError::Stopped("JetStream was ready"));
         }
     }
 }
@@ -238,7 +253,10 @@ async fn durable(
     let stream = js
         .get_stream(stream)
         .await
-        .map_err(|e| NatsError::Setup(format!("stream {stream}: {e}")))?;
+        .map_err(|source| NatsError::GetStream {
+            name: stream.to_string(),
+            source,
+        })?;
     stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.to_string()),
@@ -251,7 +269,10 @@ async fn durable(
             ..Default::default()
         })
         .await
-        .map_err(|e| NatsError::Setup(format!("consumer {name}: {e}")))
+        .map_err(|source| NatsError::Consumer {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// The advisory nats-server publishes when a consumer's message reached its
@@ -270,11 +291,7 @@ pub struct StreamGauges {
 
 impl StreamGauges {
     pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
-        let gauge = |name: &str, help: &str| -> prometheus::Result<prometheus::Gauge> {
-            let g = prometheus::Gauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+        let gauge = |name: &str, help: &str| events_common::metrics::gauge(registry, name, help);
         Ok(Self {
             oldest: gauge(
                 "jetstream_oldest_unprocessed_age_seconds",

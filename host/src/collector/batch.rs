@@ -255,9 +255,48 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     m.accepted.with_label_values(&[source]).inc_by(n as u64);
     m.batch_size.with_label_values(&[source]).observe(n as f64);
 
-    // Not UTF-8 (only a hand-made message can be): no plugin can read it.
-    let mut texts: Vec<(&Event, &str)> = Vec::with_capacity(events.len());
-    for e in &events {
+    let texts = readable(source, &events, &mut dead);
+    let bytes: Vec<Bytes> = texts.iter().map(|(e, _)| e.bytes.clone()).collect();
+    let verdicts = normalize(&plugin, &bytes).await;
+    let rows = sort_verdicts(source, plugin.identity(), &texts, &verdicts, &mut dead);
+
+    let Some(written) = super::write::write(c, source, &batch, &rows, &dead).await else {
+        // Shutting down mid-retry: hand the batch back for redelivery.
+        for i in &batch {
+            let _ = i
+                .msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+        return;
+    };
+    ack_all(source, &batch).await;
+    let inserted = written.inserted;
+    let stored = (rows.len() - written.refused.len()) as u64;
+    dead.extend(written.refused);
+    count_stored(m, source, stored, inserted, &dead);
+    m.batch_duration
+        .with_label_values(&[source])
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        source,
+        messages = batch.len(),
+        events = n,
+        inserted,
+        dead = dead.len(),
+        "batch committed"
+    );
+}
+
+/// The events as text; one that is not UTF-8 (only a hand-made message can
+/// be) becomes a dead letter: no plugin can read it.
+fn readable<'a>(
+    source: &str,
+    events: &'a [Event<'a>],
+    dead: &mut Vec<DeadLetter>,
+) -> Vec<(&'a Event<'a>, &'a str)> {
+    let mut texts = Vec::with_capacity(events.len());
+    for e in events {
         match std::str::from_utf8(&e.bytes) {
             Ok(text) => texts.push((e, text)),
             Err(_) => dead.push(e.dead_letter(
@@ -267,11 +306,20 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
             )),
         }
     }
-    let bytes: Vec<Bytes> = texts.iter().map(|(e, _)| e.bytes.clone()).collect();
-    let verdicts = normalize(&plugin, &bytes).await;
-    let id: &Identity = plugin.identity();
+    texts
+}
+
+/// The rows to store for the events the plugin normalized; the events it
+/// rejected or failed on go to `dead`.
+fn sort_verdicts<'a>(
+    source: &str,
+    id: &'a Identity,
+    texts: &[(&'a Event<'a>, &'a str)],
+    verdicts: &'a [Result<EventResult, CallError>],
+    dead: &mut Vec<DeadLetter>,
+) -> Vec<EventRow<'a>> {
     let mut rows = Vec::with_capacity(texts.len());
-    for ((event, text), verdict) in texts.iter().zip(&verdicts) {
+    for ((event, text), verdict) in texts.iter().zip(verdicts) {
         let (stage, reasons) = match verdict {
             Ok(EventResult::Ok(normalized)) => {
                 rows.push(EventRow {
@@ -295,17 +343,10 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
         letter.plugin_version = Some(id.version.clone());
         dead.push(letter);
     }
+    rows
+}
 
-    let Some(written) = super::write::write(c, source, &batch, &rows, &dead).await else {
-        // Shutting down mid-retry: hand the batch back for redelivery.
-        for i in &batch {
-            let _ = i
-                .msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
-        }
-        return;
-    };
+async fn ack_all(source: &str, batch: &[Incoming]) {
     let acks = futures::future::join_all(batch.iter().map(|i| i.msg.ack())).await;
     let ack_failures = acks.iter().filter(|a| a.is_err()).count();
     if ack_failures > 0 {
@@ -316,27 +357,18 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
             "acks failed after commit; the events will be redelivered and deduplicated"
         );
     }
-    let stored = (rows.len() - written.refused.len()) as u64;
-    let inserted = written.inserted;
+}
+
+/// Rows stored (new or duplicates) are processed; every dead letter,
+/// rows the database refused included, is a failed event.
+fn count_stored(m: &Metrics, source: &str, stored: u64, inserted: u64, dead: &[DeadLetter]) {
     m.processed.with_label_values(&[source]).inc_by(stored);
     m.inserted.with_label_values(&[source]).inc_by(inserted);
     m.db_duplicates
         .with_label_values(&[source])
         .inc_by(stored - inserted.min(stored));
-    dead.extend(written.refused);
-    for d in &dead {
+    for d in dead {
         m.failed.with_label_values(&[source, &d.stage]).inc();
         m.dead_letters.with_label_values(&[&d.stage, source]).inc();
     }
-    m.batch_duration
-        .with_label_values(&[source])
-        .observe(started.elapsed().as_secs_f64());
-    tracing::debug!(
-        source,
-        messages = batch.len(),
-        events = n,
-        inserted,
-        dead = dead.len(),
-        "batch committed"
-    );
 }

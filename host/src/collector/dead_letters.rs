@@ -5,7 +5,7 @@ use crate::{
     db::{self, DeadLetter},
     nats,
 };
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{consumer::PullConsumer, Message};
 use events_common::backoff::Backoff;
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
@@ -30,28 +30,7 @@ pub async fn run(c: Arc<Collector>) {
     };
     let mut checked = std::time::Instant::now();
     while !c.stop.is_cancelled() {
-        let mut batch = Vec::new();
-        let mut failed = false;
-        match consumer
-            .batch()
-            .max_messages(c.cfg.batch_size)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await
-        {
-            Ok(mut messages) => {
-                while let Some(m) = messages.next().await {
-                    match m {
-                        Ok(m) => batch.push(m),
-                        Err(_) => {
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(_) => failed = true,
-        }
+        let (batch, failed) = fetch(&mut consumer, c.cfg.batch_size).await;
         if batch.is_empty() {
             // The consumer or its stream may be gone (a pull on a missing
             // consumer may just come back empty): re-create it.
@@ -71,48 +50,9 @@ pub async fn run(c: Arc<Collector>) {
             }
             continue;
         }
-        let letters: Vec<DeadLetter> = batch
-            .iter()
-            .map(|m| {
-                // The gateway's own Nats-Msg-Id: a redelivery is not stored
-                // twice, and a re-created stream cannot collide with old keys.
-                let key = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                    .map(|v| v.as_str().to_string())
-                    .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&m.payload)));
-                let key = Some(key);
-                let mut letter = serde_json::from_slice::<DeadLetter>(&m.payload).unwrap_or_else(|e| DeadLetter {
-                    stage: "gateway".into(),
-                    source: None,
-                    event_id: None,
-                    reasons: serde_json::json!([{"field": "$", "message": format!("unreadable dead letter: {e}")}]),
-                    raw: String::from_utf8_lossy(&m.payload).into_owned(),
-                    plugin_name: None,
-                    plugin_version: None,
-                    correlation_id: None,
-                    dedup_key: None,
-                });
-                letter.dedup_key = key;
-                letter
-            })
-            .collect();
-        let mut backoff = Backoff::new(Duration::from_millis(100));
-        loop {
-            let res = async {
-                let mut tx = c.pool.begin().await?;
-                db::insert_dead_letters(&mut tx, &letters).await?;
-                tx.commit().await
-            }
-            .await;
-            match res {
-                Ok(()) => break,
-                Err(e) => tracing::warn!(error = %e, "dead-letter write failed, retrying"),
-            }
-            if !backoff.sleep(&c.stop).await {
-                return;
-            }
+        let letters: Vec<DeadLetter> = batch.iter().map(letter).collect();
+        if !store(&c, &letters).await {
+            return;
         }
         futures::future::join_all(batch.iter().map(|m| m.ack())).await;
         for l in &letters {
@@ -125,6 +65,74 @@ pub async fn run(c: Arc<Collector>) {
                 .dead_letters
                 .with_label_values(&[&l.stage, source])
                 .inc();
+        }
+    }
+}
+
+/// One pull: the messages it brought, and whether it failed.
+async fn fetch(consumer: &mut PullConsumer, max: usize) -> (Vec<Message>, bool) {
+    let mut batch = Vec::new();
+    let mut messages = match consumer
+        .batch()
+        .max_messages(max)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+    {
+        Ok(messages) => messages,
+        Err(_) => return (batch, true),
+    };
+    while let Some(m) = messages.next().await {
+        match m {
+            Ok(m) => batch.push(m),
+            Err(_) => return (batch, true),
+        }
+    }
+    (batch, false)
+}
+
+/// The dead letter a message carries, keyed by the gateway's own
+/// Nats-Msg-Id: a redelivery is not stored twice, and a re-created stream
+/// cannot collide with old keys. An unreadable one is kept as it came.
+fn letter(m: &Message) -> DeadLetter {
+    let key = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_else(|| format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&m.payload)));
+    let mut letter = serde_json::from_slice::<DeadLetter>(&m.payload).unwrap_or_else(|e| DeadLetter {
+        stage: "gateway".into(),
+        source: None,
+        event_id: None,
+        reasons: serde_json::json!([{"field": "$", "message": format!("unreadable dead letter: {e}")}]),
+        raw: String::from_utf8_lossy(&m.payload).into_owned(),
+        plugin_name: None,
+        plugin_version: None,
+        correlation_id: None,
+        dedup_key: None,
+    });
+    letter.dedup_key = Some(key);
+    letter
+}
+
+/// Stores the letters in one transaction, retrying until it commits;
+/// `false` when shutdown came first.
+async fn store(c: &Collector, letters: &[DeadLetter]) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(100));
+    loop {
+        let res = async {
+            let mut tx = c.pool.begin().await?;
+            db::insert_dead_letters(&mut tx, letters).await?;
+            tx.commit().await
+        }
+        .await;
+        match res {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, "dead-letter write failed, retrying"),
+        }
+        if !backoff.sleep(&c.stop).await {
+            return false;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Gateway counters, by source (`unknown` for sources without a plugin, so
 //! input cannot explode label cardinality).
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use events_common::metrics::{histogram, int_counter, int_counter_vec, int_gauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct GatewayMetrics {
@@ -21,66 +22,50 @@ pub struct GatewayMetrics {
 
 impl GatewayMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let accepted = IntCounterVec::new(
-            Opts::new(
-                "gateway_events_accepted_total",
-                "Events acked by JetStream (new)",
-            ),
-            &["source"],
+        let by_source = |name: &str, help: &str| int_counter_vec(registry, name, help, &["source"]);
+        let accepted = by_source(
+            "gateway_events_accepted_total",
+            "Events acked by JetStream (new)",
         )?;
-        let processed = IntCounterVec::new(
-            Opts::new(
-                "gateway_events_processed_total",
-                "Events handled (accepted, rejected or duplicate)",
-            ),
-            &["source"],
+        let processed = by_source(
+            "gateway_events_processed_total",
+            "Events handled (accepted, rejected or duplicate)",
         )?;
-        let failed = IntCounterVec::new(
-            Opts::new(
-                "gateway_events_failed_total",
-                "Events rejected at the envelope check or not published",
-            ),
+        let failed = int_counter_vec(
+            registry,
+            "gateway_events_failed_total",
+            "Events rejected at the envelope check or not published",
             &["source", "reason"],
         )?;
-        let duplicates = IntCounterVec::new(
-            Opts::new(
-                "gateway_events_duplicate_total",
-                "Events of slices JetStream dropped as exact re-sends",
-            ),
-            &["source"],
+        let duplicates = by_source(
+            "gateway_events_duplicate_total",
+            "Events of slices JetStream dropped as exact re-sends",
         )?;
-        let slices = IntCounterVec::new(
-            Opts::new(
-                "gateway_slices_published_total",
-                "JetStream messages published, each a slice of one source's events",
-            ),
-            &["source"],
+        let slices = by_source(
+            "gateway_slices_published_total",
+            "JetStream messages published, each a slice of one source's events",
         )?;
-        let body_bytes = Histogram::with_opts(
-            HistogramOpts::new("gateway_request_body_bytes", "Webhook body size")
-                .buckets(prometheus::exponential_buckets(1024.0, 4.0, 10)?),
+        let body_bytes = histogram(
+            registry,
+            "gateway_request_body_bytes",
+            "Webhook body size",
+            prometheus::exponential_buckets(1024.0, 4.0, 10)?,
         )?;
-        let auth_failures = IntCounter::new(
+        let auth_failures = int_counter(
+            registry,
             "gateway_webhook_auth_failures_total",
             "Webhook requests with a bad or missing signature",
         )?;
-        registry.register(Box::new(accepted.clone()))?;
-        registry.register(Box::new(processed.clone()))?;
-        registry.register(Box::new(failed.clone()))?;
-        registry.register(Box::new(duplicates.clone()))?;
-        registry.register(Box::new(slices.clone()))?;
-        registry.register(Box::new(body_bytes.clone()))?;
-        registry.register(Box::new(auth_failures.clone()))?;
-        let publish_retries = IntCounter::new(
+        let publish_retries = int_counter(
+            registry,
             "gateway_publish_retries_total",
             "JetStream publishes retried with the same message id (a lost ack, a broker restart or election)",
         )?;
-        registry.register(Box::new(publish_retries.clone()))?;
-        let inflight_reserved = IntGauge::new(
+        let inflight_reserved = int_gauge(
+            registry,
             "gateway_inflight_reserved_bytes",
             "Bytes of the in-flight budget (GATEWAY_MAX_INFLIGHT_BYTES) reserved by requests now",
         )?;
-        registry.register(Box::new(inflight_reserved.clone()))?;
         Ok(Self {
             accepted,
             processed,

@@ -9,7 +9,11 @@
 //! deadline costs the publisher nothing. Only a refusal that waiting cannot
 //! fix (the stream is full, the message too large) fails at once.
 use crate::{nats::CORRELATION_HEADER, wire::COUNT_HEADER};
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::{
+    self,
+    context::{PublishError, PublishErrorKind},
+    message::PublishMessage,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use prometheus::IntCounter;
@@ -26,12 +30,27 @@ pub struct Outgoing {
 }
 
 /// What JetStream said about one message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Acked {
     Stored,
     /// Dropped by the duplicate window: an exact re-send.
     Duplicate,
-    Failed(String),
+    Failed(PublishFailure),
+}
+
+/// Why a message was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailure {
+    #[error(transparent)]
+    Nats(#[from] PublishError),
+    #[error("timed out waiting for the JetStream ack")]
+    AckTimeout,
+    /// Seen around leader changes: not a stored message.
+    #[error("duplicate ack without a sequence")]
+    DuplicateWithoutSequence,
+    /// Retries stopped at the request's deadline; this was the last failure.
+    #[error("{0} (request deadline reached)")]
+    Deadline(#[source] Box<PublishFailure>),
 }
 
 /// How a batch of publishes is bounded.
@@ -70,9 +89,9 @@ pub async fn publish_all(
 /// Why one attempt did not store the message.
 enum Attempt {
     /// Waiting may help: retry with the same message id.
-    Retry(String),
+    Retry(PublishFailure),
     /// It will not: answer now.
-    Fail(String),
+    Fail(PublishFailure),
 }
 
 async fn publish_one(
@@ -102,7 +121,7 @@ async fn publish_one(
         // leader is elected) wait a little; a timed-out ack already did.
         let pause = backoff.saturating_sub(started.elapsed());
         if Instant::now() + pause >= budget.deadline {
-            return Acked::Failed(format!("{error} (request deadline reached)"));
+            return Acked::Failed(PublishFailure::Deadline(Box::new(error)));
         }
         tracing::debug!(msg_id = %item.msg_id, %error, "publish not acked, retrying");
         budget.retries.inc();
@@ -121,16 +140,14 @@ async fn attempt(
     let ack_future = js
         .send_publish(subject.to_string(), msg)
         .await
-        .map_err(|e| classify(e.kind(), e.to_string()))?;
+        .map_err(classify)?;
     match tokio::time::timeout(ack_wait, ack_future).await {
-        Err(_) => Err(Attempt::Retry(
-            "timed out waiting for the JetStream ack".into(),
-        )),
-        Ok(Err(e)) => Err(classify(e.kind(), e.to_string())),
+        Err(_) => Err(Attempt::Retry(PublishFailure::AckTimeout)),
+        Ok(Err(e)) => Err(classify(e)),
         // A duplicate without a sequence is not a stored message (seen
         // around leader changes); only a retry can tell.
         Ok(Ok(ack)) if ack.duplicate && ack.sequence == 0 => {
-            Err(Attempt::Retry("duplicate ack without a sequence".into()))
+            Err(Attempt::Retry(PublishFailure::DuplicateWithoutSequence))
         }
         Ok(Ok(ack)) if ack.duplicate => Ok(Acked::Duplicate),
         Ok(Ok(_)) => Ok(Acked::Stored),
@@ -140,7 +157,8 @@ async fn attempt(
 /// Stream full and message too large are final; everything else (no
 /// responders, stream not found during an election, broken pipe, timeouts,
 /// "duplicate message id is in process") may pass.
-fn classify(kind: PublishErrorKind, message: String) -> Attempt {
+fn classify(e: PublishError) -> Attempt {
+    let message = e.to_string();
     // nats-server's texts for a full stream and an oversized message.
     let full = [
         "maximum bytes",
@@ -150,9 +168,9 @@ fn classify(kind: PublishErrorKind, message: String) -> Attempt {
     ]
     .iter()
     .any(|t| message.contains(t));
-    match kind {
-        PublishErrorKind::MaxPayloadExceeded => Attempt::Fail(message),
-        PublishErrorKind::Other if full => Attempt::Fail(message),
-        _ => Attempt::Retry(message),
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => Attempt::Fail(e.into()),
+        PublishErrorKind::Other if full => Attempt::Fail(e.into()),
+        _ => Attempt::Retry(e.into()),
     }
 }

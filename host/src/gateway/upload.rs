@@ -24,7 +24,7 @@ pub enum BodyError {
     #[error("upload slower than GATEWAY_MIN_BODY_RATE ({0} bytes/s over {window} s)", window = RATE_WINDOW.as_secs())]
     TooSlow(u64),
     #[error("cannot read body: {0}")]
-    Read(String),
+    Read(#[source] axum::Error),
 }
 
 /// A body being read, with its rate measured over the time spent reading.
@@ -92,7 +92,7 @@ impl Reader {
             // Timed out: the window is over, judged below.
             None => {}
             Some(None) => self.ended = true,
-            Some(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
+            Some(Some(Err(e))) => return Err(BodyError::Read(e)),
             Some(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if self.buf.len() + data.len() > self.limit {
@@ -110,5 +110,18 @@ impl Reader {
             self.resume();
         }
         Ok(())
+    }
+}
+
+/// Reads and discards up to `max` bytes of `body`, so a client refused
+/// before its upload gets the answer rather than a connection reset halfway
+/// through.
+pub async fn discard(mut body: Body, max: usize) {
+    let mut seen = 0usize;
+    while seen <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The wasmtime engine: configured once, compiling components once, with an
 //! on-disk cache of compiled artifacts (see [`super::cache`]).
-use super::{cache::ArtifactCache, limits::Limits, PluginError};
+use super::{cache::ArtifactCache, error::PluginError, limits::Limits};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -30,7 +30,7 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let engine = Engine::new(&config).map_err(PluginError::Engine)?;
         let ticker = spawn_epoch_ticker(engine.clone(), limits.epoch_tick);
         let cache = cache_dir.and_then(|dir| ArtifactCache::open(dir, &engine));
         Ok(Self {
@@ -43,9 +43,9 @@ impl PluginEngine {
     /// Compiles `bytes`, or loads the artifact compiled earlier for the same
     /// bytes by the same engine configuration.
     pub fn compile(&self, bytes: &[u8], origin: &Path) -> Result<(Component, bool), PluginError> {
-        let compile_err = |e: wasmtime::Error| PluginError::Compile {
+        let compile_err = |source: wasmtime::Error| PluginError::Compile {
             path: origin.to_path_buf(),
-            message: format!("{e:#}"),
+            source,
         };
         let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes)

@@ -14,10 +14,10 @@
 use super::{
     bindings::{convert_result, output_bytes, Bound, PluginPre},
     engine::PluginEngine,
+    error::{CallError, PluginError},
     limits::{Limits, StoreState},
     metrics::PluginMetrics,
     types::{EventResult, Identity},
-    CallError, PluginError,
 };
 use std::{
     path::{Path, PathBuf},
@@ -51,8 +51,6 @@ pub struct Plugin {
     metrics: PluginMetrics,
     /// Whether the compiled artifact came from the on-disk cache.
     pub from_cache: bool,
-    /// The file's size and mtime just before it was read.
-    pub(super) loaded_stamp: Option<super::watcher::Stamp>,
     /// Idle instances (see the module docs).
     idle: Mutex<Vec<Warm>>,
 }
@@ -75,18 +73,18 @@ impl Plugin {
         limits: &Limits,
         metrics: &PluginMetrics,
     ) -> Result<Self, PluginError> {
-        let loaded_stamp = super::watcher::stamp(path);
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Read {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
         let (component, from_cache) = engine.compile(&bytes, path)?;
-        let link_err = |e: wasmtime::Error| PluginError::Link {
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        };
-        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = PluginPre::new(pre).map_err(|message| PluginError::Link {
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|source| PluginError::Link {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let pre = PluginPre::new(pre).map_err(|message| PluginError::Contract {
             path: path.to_path_buf(),
             message,
         })?;
@@ -102,13 +100,14 @@ impl Plugin {
             limits: limits.clone(),
             metrics: metrics.clone(),
             from_cache,
-            loaded_stamp,
             idle: Mutex::new(Vec::new()),
         };
-        let identity = plugin.call_identity().map_err(|e| PluginError::Identity {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let identity = plugin
+            .call_identity()
+            .map_err(|source| PluginError::IdentityCall {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if identity.name.is_empty() || identity.version.is_empty() {
             return Err(PluginError::Identity {
                 path: path.to_path_buf(),
@@ -200,11 +199,11 @@ impl Plugin {
                 .iter()
                 .map(|e| std::str::from_utf8(e))
                 .collect::<Result<Vec<&str>, _>>()
-                .map_err(|e| CallError::Input(format!("an event is not UTF-8: {e}")))?;
+                .map_err(CallError::Input)?;
             this.normalize_batch_blocking(&texts)
         })
         .await
-        .map_err(|e| CallError::Trap(format!("plugin call task failed: {e}")))?
+        .map_err(CallError::Task)?
     }
 
     /// An idle instance, or a new one.
@@ -276,22 +275,20 @@ impl Plugin {
     }
 }
 
-/// Turns a wasmtime error into the kind of failure it is.
 /// What a call may return, relative to its input: a normalized event is a
 /// subset of its input's text, a rejection a few messages. More is a plugin
 /// inflating its output, which the host would have to carry and store.
 const MAX_OUTPUT_PER_INPUT_BYTE: usize = 4;
 const MAX_OUTPUT_PER_EVENT: usize = 16 << 10;
 
+/// Turns a wasmtime error into the kind of failure it is.
 fn classify(e: wasmtime::Error, store: &Store<StoreState>) -> CallError {
-    let message = format!("{e:#}");
     if store.data().memory_denied {
-        return CallError::MemoryLimit(message);
+        return CallError::MemoryLimit(e);
     }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => CallError::Timeout,
-        Some(wasmtime::Trap::UnreachableCodeReached) => CallError::Panic(message),
-        Some(_) => CallError::Trap(message),
-        None => CallError::Trap(message),
+        Some(wasmtime::Trap::UnreachableCodeReached) => CallError::Panic(e),
+        _ => CallError::Trap(e),
     }
 }

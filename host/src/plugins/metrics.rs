@@ -1,7 +1,8 @@
 //! Per-plugin Prometheus metrics, labelled by plugin name, version and source
 //! so a hot swap shows up as a new series.
 use super::types::Identity;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use events_common::metrics::{histogram_vec, int_counter_vec, int_gauge};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct PluginMetrics {
@@ -17,43 +18,38 @@ const LABELS: [&str; 3] = ["plugin", "version", "source"];
 
 impl PluginMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let calls = IntCounterVec::new(
-            Opts::new("plugin_calls_total", "normalize-batch calls per plugin"),
+        let calls = int_counter_vec(
+            registry,
+            "plugin_calls_total",
+            "normalize-batch calls per plugin",
             &LABELS,
         )?;
-        let events = IntCounterVec::new(
-            Opts::new(
-                "plugin_events_total",
-                "Events through a plugin by outcome (in, ok, rejected)",
-            ),
+        let events = int_counter_vec(
+            registry,
+            "plugin_events_total",
+            "Events through a plugin by outcome (in, ok, rejected)",
             &["plugin", "version", "source", "outcome"],
         )?;
-        let failures = IntCounterVec::new(
-            Opts::new("plugin_failures_total", "Failed plugin calls by kind"),
+        let failures = int_counter_vec(
+            registry,
+            "plugin_failures_total",
+            "Failed plugin calls by kind",
             &["plugin", "version", "source", "kind"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "plugin_call_duration_seconds",
-                "normalize-batch call latency",
-            )
-            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14)?),
+        let duration = histogram_vec(
+            registry,
+            "plugin_call_duration_seconds",
+            "normalize-batch call latency",
             &LABELS,
+            prometheus::exponential_buckets(0.0005, 2.0, 14)?,
         )?;
-        let loaded = IntGauge::new("plugins_loaded", "Plugins currently active")?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "plugin_reloads_total",
-                "Plugin files picked up while running, by result",
-            ),
+        let loaded = int_gauge(registry, "plugins_loaded", "Plugins currently active")?;
+        let reloads = int_counter_vec(
+            registry,
+            "plugin_reloads_total",
+            "Plugin files picked up while running, by result",
             &["result"],
         )?;
-        registry.register(Box::new(calls.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(failures.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(loaded.clone()))?;
-        registry.register(Box::new(reloads.clone()))?;
         Ok(Self {
             calls,
             events,

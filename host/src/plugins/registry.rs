@@ -2,16 +2,17 @@
 //! their call, so replacing an entry never disturbs a call in flight.
 use super::{
     engine::PluginEngine,
+    error::PluginError,
+    files::{self, Stamp},
     instance::Plugin,
     limits::{Limits, StoreState},
     metrics::PluginMetrics,
     types::Identity,
-    PluginError,
 };
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 use tokio::sync::watch;
@@ -58,6 +59,9 @@ struct Inner {
     linker: Linker<StoreState>,
     metrics: PluginMetrics,
     active: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// The active plugins' files as they were just before they were read,
+    /// so a new watcher picks up a file changed since.
+    stamps: Mutex<BTreeMap<PathBuf, Stamp>>,
     sources_tx: watch::Sender<Vec<String>>,
 }
 
@@ -69,7 +73,7 @@ impl PluginRuntime {
         // that grants nothing (see `limits`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| super::limits::forbid_blocking(&mut linker))
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+            .map_err(PluginError::Engine)?;
         let (sources_tx, _) = watch::channel(Vec::new());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -78,6 +82,7 @@ impl PluginRuntime {
                 linker,
                 metrics,
                 active: RwLock::new(BTreeMap::new()),
+                stamps: Mutex::new(BTreeMap::new()),
                 sources_tx,
             }),
         })
@@ -101,7 +106,9 @@ impl PluginRuntime {
     /// files claiming one source stop the service with that reason.
     pub fn load_dir(&self) -> Result<Vec<Identity>, PluginError> {
         let mut loaded: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
-        for path in wasm_files(&self.inner.config.dir)? {
+        let mut stamps = BTreeMap::new();
+        for path in files::wasm_files(&self.inner.config.dir)? {
+            let stamp = files::stamp(&path);
             let plugin = self.load_file(&path)?;
             let source = plugin.identity().source.clone();
             if let Some(first) = loaded.get(&source) {
@@ -112,10 +119,14 @@ impl PluginRuntime {
                 });
             }
             tracing::info!(plugin = %plugin.identity(), path = %path.display(), cached = plugin.from_cache, "plugin loaded");
+            if let Some(stamp) = stamp {
+                stamps.insert(path, stamp);
+            }
             loaded.insert(source, plugin);
         }
         let identities = loaded.values().map(|p| p.identity().clone()).collect();
         self.replace_all(loaded);
+        self.set_stamps(stamps);
         Ok(identities)
     }
 
@@ -155,6 +166,21 @@ impl PluginRuntime {
             .unwrap_or_default()
     }
 
+    /// The stamps of the active plugins' files when they were read.
+    pub(super) fn stamps(&self) -> BTreeMap<PathBuf, Stamp> {
+        self.inner
+            .stamps
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn set_stamps(&self, stamps: BTreeMap<PathBuf, Stamp>) {
+        if let Ok(mut s) = self.inner.stamps.lock() {
+            *s = stamps;
+        }
+    }
+
     pub(super) fn replace_all(&self, plugins: BTreeMap<String, Arc<Plugin>>) {
         let sources: Vec<String> = plugins.keys().cloned().collect();
         self.inner.metrics.loaded.set(plugins.len() as i64);
@@ -167,21 +193,4 @@ impl PluginRuntime {
             changed
         });
     }
-}
-
-/// The `*.wasm` files of `dir`, sorted for deterministic conflict reports.
-pub(super) fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
-    let read_err = |e: std::io::Error| PluginError::Read {
-        path: dir.to_path_buf(),
-        message: e.to_string(),
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_err)? {
-        let path = entry.map_err(read_err)?.path();
-        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
 }

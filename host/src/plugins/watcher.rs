@@ -11,16 +11,19 @@
 //! for `PLUGINS_REMOVE_GRACE_MS`: a remove-then-copy replacement (what many
 //! deploy tools do) must not leave a gap between two scans where the source
 //! has no plugin.
-use super::{registry::wasm_files, registry::PluginRuntime, types::Identity};
+use super::{
+    files::{self, Stamp},
+    instance::Plugin,
+    registry::PluginRuntime,
+    types::Identity,
+};
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
-    time::{Instant, SystemTime},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-
-/// What a file looked like: size and modification time.
-pub(super) type Stamp = (u64, Option<SystemTime>);
 
 /// What one scan changed.
 #[derive(Debug, Default, PartialEq)]
@@ -37,21 +40,16 @@ pub struct Watcher {
     missing: BTreeMap<PathBuf, Instant>,
 }
 
-pub(super) fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()))
-}
+type Active = BTreeMap<String, Arc<Plugin>>;
 
 impl PluginRuntime {
     /// A watcher that knows the active plugins' files as they were when
     /// loaded: a file added or changed since (e.g. during `load_dir`) is
     /// picked up by the first scan instead of being taken as loaded.
     pub fn watcher(&self) -> Watcher {
-        let stamps = self
-            .snapshot()
-            .into_values()
-            .filter_map(|p| p.loaded_stamp.map(|s| (p.path().to_path_buf(), s)))
-            .collect();
+        let mut stamps = self.stamps();
+        let active = self.snapshot();
+        stamps.retain(|path, _| active.values().any(|p| p.path() == path));
         Watcher {
             runtime: self.clone(),
             stamps,
@@ -60,11 +58,26 @@ impl PluginRuntime {
     }
 }
 
+/// Which file serves which source at which version: a scan that changes
+/// none of it (and activates nothing) leaves the runtime alone.
+fn summary(active: &Active) -> Vec<(String, PathBuf, String)> {
+    active
+        .iter()
+        .map(|(s, p)| {
+            (
+                s.clone(),
+                p.path().to_path_buf(),
+                p.identity().version.clone(),
+            )
+        })
+        .collect()
+}
+
 impl Watcher {
     /// Rescans the directory once and applies what changed.
     pub fn scan(&mut self) -> ScanReport {
         let mut report = ScanReport::default();
-        let files = match wasm_files(&self.runtime.config().dir) {
+        let files = match files::wasm_files(&self.runtime.config().dir) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot scan the plugins directory");
@@ -72,21 +85,32 @@ impl Watcher {
             }
         };
         let mut active = self.runtime.snapshot();
-        let before: Vec<_> = active
-            .iter()
-            .map(|(s, p)| {
-                (
-                    s.clone(),
-                    p.path().to_path_buf(),
-                    p.identity().version.clone(),
-                )
-            })
-            .collect();
-
-        // Files that stayed away for the grace period take their source
-        // with them; until then the source keeps its plugin.
+        let before = summary(&active);
         self.stamps.retain(|path, _| files.contains(path));
         self.missing.retain(|path, _| !files.contains(path));
+        self.unload_missing(&mut active, &files, &mut report);
+        for path in &files {
+            let Some(now) = files::stamp(path) else {
+                continue;
+            };
+            if self.stamps.get(path) == Some(&now) {
+                continue;
+            }
+            self.stamps.insert(path.clone(), now);
+            self.activate(path, &mut active, &files, &mut report);
+        }
+        if before != summary(&active) || !report.activated.is_empty() {
+            let mut loaded = self.stamps.clone();
+            loaded.retain(|path, _| active.values().any(|p| p.path() == path));
+            self.runtime.replace_all(active);
+            self.runtime.set_stamps(loaded);
+        }
+        report
+    }
+
+    /// Files that stayed away for the grace period take their source with
+    /// them; until then the source keeps its plugin.
+    fn unload_missing(&mut self, active: &mut Active, files: &[PathBuf], report: &mut ScanReport) {
         let grace = self.runtime.config().remove_grace;
         let missing = &mut self.missing;
         active.retain(|source, plugin| {
@@ -108,72 +132,59 @@ impl Watcher {
             report.removed.push(source.clone());
             false
         });
+    }
 
-        for path in files.iter().cloned() {
-            let Some(now) = stamp(&path) else { continue };
-            if self.stamps.get(&path) == Some(&now) {
-                continue;
+    /// Loads a new or changed file and makes it its source's plugin, unless
+    /// it does not load or another present file serves that source.
+    fn activate(
+        &self,
+        path: &Path,
+        active: &mut Active,
+        files: &[PathBuf],
+        report: &mut ScanReport,
+    ) {
+        let plugin = match self.runtime.load_file(path) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "plugin file refused; the active version stays");
+                self.refuse(report, path, e.to_string());
+                return;
             }
-            self.stamps.insert(path.clone(), now);
-            let plugin = match self.runtime.load_file(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "plugin file refused; the active version stays");
-                    self.runtime
-                        .metrics()
-                        .reloads
-                        .with_label_values(&["refused"])
-                        .inc();
-                    report.refused.push((path, e.to_string()));
-                    continue;
-                }
-            };
-            let source = plugin.identity().source.clone();
-            // A source whose file is missing (within its grace) may be
-            // taken over by a file of another name.
-            let owner = active
-                .get(&source)
-                .filter(|o| o.path() != path && files.iter().any(|f| f == o.path()));
-            if let Some(owner) = owner {
-                let message = format!(
-                    "source {source:?} is already served by {}",
-                    owner.path().display()
-                );
-                tracing::error!(path = %path.display(), "plugin file refused: {message}");
-                self.runtime
-                    .metrics()
-                    .reloads
-                    .with_label_values(&["refused"])
-                    .inc();
-                report.refused.push((path, message));
-                continue;
-            }
-            // The file may have changed which source it serves.
-            active.retain(|s, p| !(p.path() == path && *s != source));
-            tracing::info!(plugin = %plugin.identity(), path = %path.display(), "plugin activated");
-            self.runtime
-                .metrics()
-                .reloads
-                .with_label_values(&["activated"])
-                .inc();
-            report.activated.push(plugin.identity().clone());
-            active.insert(source, plugin);
+        };
+        let source = plugin.identity().source.clone();
+        // A source whose file is missing (within its grace) may be taken
+        // over by a file of another name.
+        let owner = active
+            .get(&source)
+            .filter(|o| o.path() != path && files.iter().any(|f| f == o.path()));
+        if let Some(owner) = owner {
+            let message = format!(
+                "source {source:?} is already served by {}",
+                owner.path().display()
+            );
+            tracing::error!(path = %path.display(), "plugin file refused: {message}");
+            self.refuse(report, path, message);
+            return;
         }
+        // The file may have changed which source it serves.
+        active.retain(|s, p| !(p.path() == path && *s != source));
+        tracing::info!(plugin = %plugin.identity(), path = %path.display(), "plugin activated");
+        self.runtime
+            .metrics()
+            .reloads
+            .with_label_values(&["activated"])
+            .inc();
+        report.activated.push(plugin.identity().clone());
+        active.insert(source, plugin);
+    }
 
-        let after: Vec<_> = active
-            .iter()
-            .map(|(s, p)| {
-                (
-                    s.clone(),
-                    p.path().to_path_buf(),
-                    p.identity().version.clone(),
-                )
-            })
-            .collect();
-        if before != after || !report.activated.is_empty() {
-            self.runtime.replace_all(active);
-        }
-        report
+    fn refuse(&self, report: &mut ScanReport, path: &Path, message: String) {
+        self.runtime
+            .metrics()
+            .reloads
+            .with_label_values(&["refused"])
+            .inc();
+        report.refused.push((path.to_path_buf(), message));
     }
 
     /// Scans every poll interval until `stop` is cancelled. Compilation is
