@@ -152,42 +152,50 @@ fn cold_start(
     (loaded, start.elapsed(), plugin.from_cache)
 }
 
+/// The generated events and how often each measurement is repeated.
+struct Workload {
+    n: usize,
+    rounds: usize,
+    fb_events: Vec<String>,
+    tt_events: Vec<String>,
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments (no filters here).
     let n = env_usize("BENCH_EVENTS", 100_000);
     let rounds = env_usize("BENCH_ROUNDS", 5);
     let (fb_events, tt_events) = events(n);
-    let bytes: usize = fb_events.iter().chain(&tt_events).map(String::len).sum();
+    let w = Workload {
+        n,
+        rounds,
+        fb_events,
+        tt_events,
+    };
+    let bytes: usize = w
+        .fb_events
+        .iter()
+        .chain(&w.tt_events)
+        .map(String::len)
+        .sum();
     println!(
         "plugin_throughput: {n} events ({} facebook, {} tiktok, avg {} bytes), best of {rounds}, one thread",
-        fb_events.len(),
-        tt_events.len(),
+        w.fb_events.len(),
+        w.tt_events.len(),
         bytes / n.max(1)
     );
 
     let rt = runtime(None);
     let fb = rt.load_file(&component("facebook")).expect("facebook");
     let tt = rt.load_file(&component("tiktok")).expect("tiktok");
-    let plugins = [(fb.clone(), &fb_events), (tt.clone(), &tt_events)];
+    let plugins = [(fb.clone(), &w.fb_events), (tt, &w.tt_events)];
 
     // Profiling aid: `BENCH_ONLY=wasm|native` just loops that path.
     if let Ok(only) = std::env::var("BENCH_ONLY") {
-        let batch = env_usize("BENCH_BATCH", 1000);
-        let start = Instant::now();
-        for _ in 0..rounds {
-            match only.as_str() {
-                "native" => native_pass(&fb_events, &tt_events, batch),
-                _ => wasm_pass(&plugins, batch),
-            };
-        }
-        println!(
-            "  {only}: {:.0} events/s",
-            per_sec(n * rounds, start.elapsed())
-        );
+        profile_only(&w, &plugins, &only);
         return;
     }
 
-    let native_ok = native_pass(&fb_events, &tt_events, 1000);
+    let native_ok = native_pass(&w.fb_events, &w.tt_events, 1000);
     let wasm_ok = wasm_pass(&plugins, 1000);
     assert_eq!(
         wasm_ok, native_ok,
@@ -195,30 +203,64 @@ fn main() {
     );
     println!("  valid events: {wasm_ok} (WASM and native agree)");
 
+    let (worst_ratio, worst_rate) = throughput(&w, &plugins);
+    per_call_overhead(&w, &fb);
+    cold_starts(&w.fb_events);
+
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "  targets: WASM <= {TARGET_RATIO}x native: {} (worst {worst_ratio:.2}x); >= {TARGET_EVENTS_PER_SEC:.0} events/s per core: {} (worst {worst_rate:.0})",
+        verdict(worst_ratio <= TARGET_RATIO),
+        verdict(worst_rate >= TARGET_EVENTS_PER_SEC),
+    );
+}
+
+/// Loops one path (`native`, else WASM) and prints only its rate.
+fn profile_only(w: &Workload, plugins: &[(Arc<Plugin>, &Vec<String>)], only: &str) {
+    let batch = env_usize("BENCH_BATCH", 1000);
+    let start = Instant::now();
+    for _ in 0..w.rounds {
+        match only {
+            "native" => native_pass(&w.fb_events, &w.tt_events, batch),
+            _ => wasm_pass(plugins, batch),
+        };
+    }
+    println!(
+        "  {only}: {:.0} events/s",
+        per_sec(w.n * w.rounds, start.elapsed())
+    );
+}
+
+/// WASM against native for batches of 1,000 and 10,000: the worst
+/// WASM/native ratio and the worst WASM rate.
+fn throughput(w: &Workload, plugins: &[(Arc<Plugin>, &Vec<String>)]) -> (f64, f64) {
     let mut worst_ratio: f64 = 0.0;
     let mut worst_rate = f64::INFINITY;
     for batch in [1_000, 10_000] {
-        let native = best(rounds, || {
-            native_pass(&fb_events, &tt_events, batch);
+        let native = best(w.rounds, || {
+            native_pass(&w.fb_events, &w.tt_events, batch);
         });
-        let wasm = best(rounds, || {
-            wasm_pass(&plugins, batch);
+        let wasm = best(w.rounds, || {
+            wasm_pass(plugins, batch);
         });
-        let (w, nat) = (per_sec(n, wasm), per_sec(n, native));
+        let (rate, nat) = (per_sec(w.n, wasm), per_sec(w.n, native));
         let ratio = wasm.as_secs_f64() / native.as_secs_f64();
         worst_ratio = worst_ratio.max(ratio);
-        worst_rate = worst_rate.min(w);
+        worst_rate = worst_rate.min(rate);
         println!(
-            "  batch {batch:>6}: WASM {w:>10.0} events/s ({:>6.1} ms)   native {nat:>10.0} events/s ({:>6.1} ms)   WASM/native {ratio:.2}x",
+            "  batch {batch:>6}: WASM {rate:>10.0} events/s ({:>6.1} ms)   native {nat:>10.0} events/s ({:>6.1} ms)   WASM/native {ratio:.2}x",
             wasm.as_secs_f64() * 1e3,
             native.as_secs_f64() * 1e3,
         );
     }
+    (worst_ratio, worst_rate)
+}
 
-    // Fixed cost of a call: a 1-event batch, many times.
-    let one = vec![fb_events[0].clone()];
+/// Fixed cost of a call: a 1-event batch, many times.
+fn per_call_overhead(w: &Workload, fb: &Plugin) {
+    let one = vec![w.fb_events[0].clone()];
     let calls = 2_000;
-    let t = best(rounds, || {
+    let t = best(w.rounds, || {
         for _ in 0..calls {
             fb.normalize_batch_blocking(&one).expect("call");
         }
@@ -227,7 +269,11 @@ fn main() {
         "  per-call overhead (1-event batch): {:.1} µs",
         t.as_secs_f64() * 1e6 / calls as f64
     );
+}
 
+/// Load + first call on a fresh runtime, without and then with the
+/// compiled-artifact cache.
+fn cold_starts(fb_events: &[String]) {
     let path = component("facebook");
     let first: Vec<String> = fb_events.iter().take(1000).cloned().collect();
     let (load, total, _) = cold_start(None, &path, &first);
@@ -245,12 +291,5 @@ fn main() {
         "  cold start, with cache: load {:>7.1} ms, load + first call (1,000 events) {:>7.1} ms",
         load.as_secs_f64() * 1e3,
         total.as_secs_f64() * 1e3
-    );
-
-    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!(
-        "  targets: WASM <= {TARGET_RATIO}x native: {} (worst {worst_ratio:.2}x); >= {TARGET_EVENTS_PER_SEC:.0} events/s per core: {} (worst {worst_rate:.0})",
-        verdict(worst_ratio <= TARGET_RATIO),
-        verdict(worst_rate >= TARGET_EVENTS_PER_SEC),
     );
 }

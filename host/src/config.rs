@@ -57,6 +57,34 @@ pub struct NatsConfig {
 }
 
 impl NatsConfig {
+    fn from_vars(role: Role, vars: &Vars) -> Result<Self, ConfigError> {
+        let max_reconnect = vars.parse::<i64>("NATS_MAX_RECONNECT_ATTEMPTS", -1)?;
+        Ok(Self {
+            url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
+            servers: nats_servers(&vars.string("NATS_URL", "nats://127.0.0.1:4222"))?,
+            replicas: vars.ranged("JETSTREAM_REPLICAS", 1, 1..=5)?,
+            name: vars.string("NATS_NAME", &format!("events-host-{}", role_name(role))),
+            max_reconnect_attempts: (max_reconnect > 0).then_some(max_reconnect as usize),
+            reconnect_time_wait: vars.millis("NATS_RECONNECT_TIME_WAIT", 2000)?,
+            stream: stream_name(vars, "JETSTREAM_STREAM", "EVENTS")?,
+            dlq_stream: stream_name(vars, "JETSTREAM_DLQ_STREAM", "DEADLETTERS")?,
+            subject_prefix: subject_prefix(vars)?,
+            duplicate_window: Duration::from_secs(vars.ranged(
+                "JETSTREAM_DUPLICATE_WINDOW_SECS",
+                120,
+                120..=86_400,
+            )?),
+            max_bytes: vars.ranged("JETSTREAM_MAX_BYTES", 8 << 30, 1 << 20..=i64::MAX)?,
+            // 0 = no age limit (the default): unprocessed events are
+            // never expired; a full stream answers 503 instead.
+            max_age: Duration::from_secs(vars.ranged(
+                "JETSTREAM_MAX_AGE_SECS",
+                0,
+                0..=365 * 86_400,
+            )?),
+        })
+    }
+
     /// Subjects of the dead-letter stream: `<prefix>_dlq.<stage>`.
     pub fn dlq_subject(&self, stage: &str) -> String {
         format!("{}_dlq.{stage}", self.subject_prefix)
@@ -91,6 +119,31 @@ pub struct GatewayConfig {
     pub max_inflight_bytes: usize,
 }
 
+impl GatewayConfig {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            body_limit_bytes: vars.ranged("GATEWAY_BODY_LIMIT_BYTES", 64 << 20, 1024..=1 << 30)?,
+            publish_concurrency: vars.ranged("GATEWAY_PUBLISH_CONCURRENCY", 4096, 1..=65_536)?,
+            slice_events: vars.ranged("GATEWAY_SLICE_EVENTS", 1000, 1..=100_000)?,
+            request_timeout: request_timeout(vars)?,
+            max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
+            max_events: vars.ranged("GATEWAY_MAX_EVENTS", 100_000, 1..=10_000_000)?,
+            webhook_secret: vars.secret("WEBHOOK_SECRET")?,
+            min_body_rate: vars.ranged("GATEWAY_MIN_BODY_RATE", 16 << 10, 0..=1 << 30)?,
+            header_timeout: Duration::from_millis(vars.ranged(
+                "GATEWAY_HEADER_TIMEOUT_MS",
+                10_000,
+                100..=600_000,
+            )?),
+            max_inflight_bytes: vars.ranged(
+                "GATEWAY_MAX_INFLIGHT_BYTES",
+                128 << 20,
+                1 << 20..=16 << 30,
+            )?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
     pub sources: Sources,
@@ -104,6 +157,25 @@ pub struct CollectorConfig {
     /// `EVENTS_RETENTION_MONTHS`: raw event partitions entirely older than
     /// this many months are dropped (rollups kept); `None` = off (default).
     pub retention_months: Option<u32>,
+}
+
+impl CollectorConfig {
+    fn from_vars(sources: Sources, vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sources,
+            batch_size: vars.ranged("COLLECTOR_BATCH_SIZE", 1000, 1..=10_000)?,
+            fetch_wait: vars.millis("COLLECTOR_FETCH_WAIT_MS", 200)?,
+            ack_wait: Duration::from_millis(vars.ranged(
+                "COLLECTOR_ACK_WAIT_MS",
+                30_000,
+                1000..=3_600_000,
+            )?),
+            max_deliver: vars.ranged("COLLECTOR_MAX_DELIVER", 10, 2..=1000)?,
+            max_ack_pending: vars.ranged("COLLECTOR_MAX_ACK_PENDING", 20_000, 1..=1_000_000)?,
+            concurrency: vars.ranged("COLLECTOR_CONCURRENCY", 2, 1..=64)?,
+            retention_months: crate::db::retention_months(vars)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -130,114 +202,16 @@ impl HostConfig {
             (Role::Collector, _) => 3001,
             _ => 3000,
         };
-        let max_reconnect = vars.parse::<i64>("NATS_MAX_RECONNECT_ATTEMPTS", -1)?;
-        let subject_prefix = vars.string("JETSTREAM_SUBJECT_PREFIX", "events");
-        if subject_prefix.is_empty()
-            || !subject_prefix.split('.').all(|t| {
-                !t.is_empty()
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            })
-        {
-            return Err(ConfigError::new(
-                "JETSTREAM_SUBJECT_PREFIX",
-                "must be dot-separated tokens of letters, digits, '_' or '-'",
-            ));
-        }
-        let cache = vars
-            .raw("PLUGINS_CACHE_DIR")
-            .unwrap_or_else(|| default_cache_dir(vars));
         Ok(Self {
             role,
             port: vars.parse("PORT", default_port)?,
             metrics_port: vars.optional("METRICS_PORT")?,
             database: DatabaseConfig::from_vars(vars, "postgres://postgres@127.0.0.1:5432/events")?,
             db_max_connections: vars.ranged("DB_MAX_CONNECTIONS", 8, 1..=200)?,
-            nats: NatsConfig {
-                url: vars.string("NATS_URL", "nats://127.0.0.1:4222"),
-                servers: nats_servers(&vars.string("NATS_URL", "nats://127.0.0.1:4222"))?,
-                replicas: vars.ranged("JETSTREAM_REPLICAS", 1, 1..=5)?,
-                name: vars.string("NATS_NAME", &format!("events-host-{}", role_name(role))),
-                max_reconnect_attempts: (max_reconnect > 0).then_some(max_reconnect as usize),
-                reconnect_time_wait: vars.millis("NATS_RECONNECT_TIME_WAIT", 2000)?,
-                stream: stream_name(vars, "JETSTREAM_STREAM", "EVENTS")?,
-                dlq_stream: stream_name(vars, "JETSTREAM_DLQ_STREAM", "DEADLETTERS")?,
-                subject_prefix,
-                duplicate_window: Duration::from_secs(vars.ranged(
-                    "JETSTREAM_DUPLICATE_WINDOW_SECS",
-                    120,
-                    120..=86_400,
-                )?),
-                max_bytes: vars.ranged("JETSTREAM_MAX_BYTES", 8 << 30, 1 << 20..=i64::MAX)?,
-                // 0 = no age limit (the default): unprocessed events are
-                // never expired; a full stream answers 503 instead.
-                max_age: Duration::from_secs(vars.ranged(
-                    "JETSTREAM_MAX_AGE_SECS",
-                    0,
-                    0..=365 * 86_400,
-                )?),
-            },
-            plugins: RuntimeConfig {
-                dir: PathBuf::from(vars.string("PLUGINS_DIR", "./dist/plugins")),
-                cache_dir: (cache != "off").then(|| PathBuf::from(cache)),
-                poll_interval: vars.millis("PLUGINS_POLL_INTERVAL_MS", 1000)?,
-                remove_grace: vars.millis("PLUGINS_REMOVE_GRACE_MS", 5000)?,
-                limits: Limits {
-                    max_memory_bytes: vars.ranged::<usize>(
-                        "PLUGIN_MAX_MEMORY_MB",
-                        256,
-                        16..=4096,
-                    )? << 20,
-                    call_timeout: Duration::from_millis(vars.ranged(
-                        "PLUGIN_CALL_TIMEOUT_MS",
-                        5000,
-                        10..=600_000,
-                    )?),
-                    epoch_tick: Duration::from_millis(10),
-                },
-            },
-            gateway: GatewayConfig {
-                body_limit_bytes: vars.ranged(
-                    "GATEWAY_BODY_LIMIT_BYTES",
-                    64 << 20,
-                    1024..=1 << 30,
-                )?,
-                publish_concurrency: vars.ranged(
-                    "GATEWAY_PUBLISH_CONCURRENCY",
-                    4096,
-                    1..=65_536,
-                )?,
-                slice_events: vars.ranged("GATEWAY_SLICE_EVENTS", 1000, 1..=100_000)?,
-                request_timeout: request_timeout(vars)?,
-                max_errors: vars.ranged("GATEWAY_MAX_ERRORS", 100, 0..=100_000)?,
-                max_events: vars.ranged("GATEWAY_MAX_EVENTS", 100_000, 1..=10_000_000)?,
-                webhook_secret: vars.secret("WEBHOOK_SECRET")?,
-                min_body_rate: vars.ranged("GATEWAY_MIN_BODY_RATE", 16 << 10, 0..=1 << 30)?,
-                header_timeout: Duration::from_millis(vars.ranged(
-                    "GATEWAY_HEADER_TIMEOUT_MS",
-                    10_000,
-                    100..=600_000,
-                )?),
-                max_inflight_bytes: vars.ranged(
-                    "GATEWAY_MAX_INFLIGHT_BYTES",
-                    128 << 20,
-                    1 << 20..=16 << 30,
-                )?,
-            },
-            collector: CollectorConfig {
-                sources,
-                batch_size: vars.ranged("COLLECTOR_BATCH_SIZE", 1000, 1..=10_000)?,
-                fetch_wait: vars.millis("COLLECTOR_FETCH_WAIT_MS", 200)?,
-                ack_wait: Duration::from_millis(vars.ranged(
-                    "COLLECTOR_ACK_WAIT_MS",
-                    30_000,
-                    1000..=3_600_000,
-                )?),
-                max_deliver: vars.ranged("COLLECTOR_MAX_DELIVER", 10, 2..=1000)?,
-                max_ack_pending: vars.ranged("COLLECTOR_MAX_ACK_PENDING", 20_000, 1..=1_000_000)?,
-                concurrency: vars.ranged("COLLECTOR_CONCURRENCY", 2, 1..=64)?,
-                retention_months: crate::db::retention_months(vars)?,
-            },
+            nats: NatsConfig::from_vars(role, vars)?,
+            plugins: plugin_runtime(vars)?,
+            gateway: GatewayConfig::from_vars(vars)?,
+            collector: CollectorConfig::from_vars(sources, vars)?,
             common,
         })
     }
@@ -289,6 +263,44 @@ fn source_list(var: &str, value: &str) -> Result<Vec<String>, ConfigError> {
         )),
         None => Ok(list),
     }
+}
+
+/// `PLUGINS_*` and `PLUGIN_*`: where plugins come from and what a call may use.
+fn plugin_runtime(vars: &Vars) -> Result<RuntimeConfig, ConfigError> {
+    let cache = vars
+        .raw("PLUGINS_CACHE_DIR")
+        .unwrap_or_else(|| default_cache_dir(vars));
+    Ok(RuntimeConfig {
+        dir: PathBuf::from(vars.string("PLUGINS_DIR", "./dist/plugins")),
+        cache_dir: (cache != "off").then(|| PathBuf::from(cache)),
+        poll_interval: vars.millis("PLUGINS_POLL_INTERVAL_MS", 1000)?,
+        remove_grace: vars.millis("PLUGINS_REMOVE_GRACE_MS", 5000)?,
+        limits: Limits {
+            max_memory_bytes: vars.ranged::<usize>("PLUGIN_MAX_MEMORY_MB", 256, 16..=4096)? << 20,
+            call_timeout: Duration::from_millis(vars.ranged(
+                "PLUGIN_CALL_TIMEOUT_MS",
+                5000,
+                10..=600_000,
+            )?),
+            epoch_tick: Duration::from_millis(10),
+        },
+    })
+}
+
+fn subject_prefix(vars: &Vars) -> Result<String, ConfigError> {
+    let prefix = vars.string("JETSTREAM_SUBJECT_PREFIX", "events");
+    let valid_token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if prefix.is_empty() || !prefix.split('.').all(valid_token) {
+        return Err(ConfigError::new(
+            "JETSTREAM_SUBJECT_PREFIX",
+            "must be dot-separated tokens of letters, digits, '_' or '-'",
+        ));
+    }
+    Ok(prefix)
 }
 
 /// Not under world-writable `/tmp`: `$XDG_CACHE_HOME/events-host/plugins`,

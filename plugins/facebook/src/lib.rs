@@ -6,6 +6,7 @@
 //! same logic through the WIT world `source-plugin` (`marketing:events@0.2.0`: no `raw` echo,
 //! the host stores the bytes it sent).
 
+use events_plugin_kit::json::Object;
 use events_plugin_kit::{
     Demographics, EventResult, EventTypes, FunnelStage, Identity, NormalizedEvent, Validator,
 };
@@ -51,47 +52,10 @@ pub fn normalize(raw: &str) -> EventResult {
     let root = Validator::parse_root(raw)?;
     let mut v = Validator::new();
     let env = v.envelope(&root, SOURCE, &EVENT_TYPES);
-
-    let mut user_id = None;
-    let mut age = None;
-    let mut gender = None;
-    let mut location = None;
-    if let Some(user) = env.user {
-        user_id = v.string(user, "data.user.userId");
-        v.string(user, "data.user.name");
-        age = v.integer(user, "data.user.age", 0, 150);
-        gender = v.enumeration(user, "data.user.gender", GENDERS);
-        if let Some(loc) = v.object(user, "data.user.location") {
-            let country = v.string(loc, "data.user.location.country");
-            let city = v.string(loc, "data.user.location.city");
-            location = country.zip(city);
-        }
-    }
-
-    // The funnel stage decides the engagement shape; with an invalid stage only
-    // `data.engagement` being an object is checked (the stage issue is already recorded).
-    let mut campaign_id = None;
-    let mut amount = None;
-    match (env.engagement, env.funnel_stage) {
-        (Some(eng), Some(FunnelStage::Top)) => {
-            v.datetime(eng, "data.engagement.actionTime");
-            v.enumeration(eng, "data.engagement.referrer", REFERRERS);
-            v.nullable_string(eng, "data.engagement.videoId");
-        }
-        (Some(eng), Some(FunnelStage::Bottom)) => {
-            v.string(eng, "data.engagement.adId");
-            campaign_id = v.string(eng, "data.engagement.campaignId");
-            v.enumeration(eng, "data.engagement.clickPosition", CLICK_POSITIONS);
-            v.enumeration(eng, "data.engagement.device", DEVICES);
-            v.enumeration(eng, "data.engagement.browser", BROWSERS);
-            amount = v
-                .nullable_amount(eng, "data.engagement.purchaseAmount")
-                .flatten();
-        }
-        _ => {}
-    }
-
+    let user = env.user.map(|u| user(&mut v, u)).unwrap_or_default();
+    let engagement = engagement(&mut v, env.engagement, env.funnel_stage);
     v.finish()?;
+
     let (
         Some(event_id),
         Some(occurred_at),
@@ -106,10 +70,10 @@ pub fn normalize(raw: &str) -> EventResult {
         env.occurred_at,
         env.funnel_stage,
         env.event_type,
-        user_id,
-        age,
-        gender,
-        location,
+        user.id,
+        user.age,
+        user.gender,
+        user.location,
     )
     else {
         return Err(Validator::inconsistent());
@@ -123,10 +87,11 @@ pub fn normalize(raw: &str) -> EventResult {
         funnel_stage,
         event_type: event_type.to_owned(),
         user_id: user_id.to_owned(),
-        revenue: amount
+        revenue: engagement
+            .amount
             .filter(|_| event_type == REVENUE_EVENT)
             .map(str::to_owned),
-        campaign_id: campaign_id.map(str::to_owned),
+        campaign_id: engagement.campaign_id.map(str::to_owned),
         demographics: Demographics {
             age: Some(age),
             gender: Some(gender.to_owned()),
@@ -136,4 +101,74 @@ pub fn normalize(raw: &str) -> EventResult {
             device: None,
         },
     })
+}
+
+/// The `data.user` values the normalized event keeps (`None` where invalid).
+#[derive(Default)]
+struct User<'v> {
+    id: Option<&'v str>,
+    age: Option<i128>,
+    gender: Option<&'static str>,
+    location: Option<(&'v str, &'v str)>,
+}
+
+/// Checks `data.user`, recording every issue in `v`.
+fn user<'v>(v: &mut Validator, user: &'v Object<'_>) -> User<'v> {
+    let id = v.string(user, "data.user.userId");
+    v.string(user, "data.user.name");
+    let age = v.integer(user, "data.user.age", 0, 150);
+    let gender = v.enumeration(user, "data.user.gender", GENDERS);
+    let location = v.object(user, "data.user.location").and_then(|loc| {
+        let country = v.string(loc, "data.user.location.country");
+        let city = v.string(loc, "data.user.location.city");
+        country.zip(city)
+    });
+    User {
+        id,
+        age,
+        gender,
+        location,
+    }
+}
+
+/// The `data.engagement` values the normalized event keeps.
+#[derive(Default)]
+struct Engagement<'v> {
+    campaign_id: Option<&'v str>,
+    /// `purchaseAmount`; revenue only on the revenue event.
+    amount: Option<&'v str>,
+}
+
+/// Checks `data.engagement` against its funnel stage, recording every issue in `v`.
+///
+/// The funnel stage decides the engagement shape; with an invalid stage only
+/// `data.engagement` being an object is checked (the stage issue is already recorded).
+fn engagement<'v>(
+    v: &mut Validator,
+    engagement: Option<&'v Object<'_>>,
+    stage: Option<FunnelStage>,
+) -> Engagement<'v> {
+    match (engagement, stage) {
+        (Some(eng), Some(FunnelStage::Top)) => {
+            v.datetime(eng, "data.engagement.actionTime");
+            v.enumeration(eng, "data.engagement.referrer", REFERRERS);
+            v.nullable_string(eng, "data.engagement.videoId");
+            Engagement::default()
+        }
+        (Some(eng), Some(FunnelStage::Bottom)) => {
+            v.string(eng, "data.engagement.adId");
+            let campaign_id = v.string(eng, "data.engagement.campaignId");
+            v.enumeration(eng, "data.engagement.clickPosition", CLICK_POSITIONS);
+            v.enumeration(eng, "data.engagement.device", DEVICES);
+            v.enumeration(eng, "data.engagement.browser", BROWSERS);
+            let amount = v
+                .nullable_amount(eng, "data.engagement.purchaseAmount")
+                .flatten();
+            Engagement {
+                campaign_id,
+                amount,
+            }
+        }
+        _ => Engagement::default(),
+    }
 }

@@ -25,81 +25,14 @@ pub fn parse_rfc3339(s: &str) -> Result<Timestamp, &'static str> {
     if b.len() < 20 {
         return Err("is not an RFC 3339 date-time (too short)");
     }
-    let year = digits(b, 0, 4).ok_or("has an invalid year")?;
-    if b[4] != b'-' || b[7] != b'-' {
-        return Err("is not an RFC 3339 date-time (expected YYYY-MM-DD)");
-    }
-    let month = digits(b, 5, 2).ok_or("has an invalid month")?;
-    let day = digits(b, 8, 2).ok_or("has an invalid day")?;
-    if !(1..=12).contains(&month) {
-        return Err("has an invalid month (must be 01-12)");
-    }
-    if day < 1 || day > days_in_month(year, month) {
-        return Err("has an invalid day for its month");
-    }
+    let (year, month, day) = full_date(b)?;
     if b[10] != b'T' && b[10] != b't' {
         return Err("is not an RFC 3339 date-time (expected 'T' between date and time)");
     }
-    if b[13] != b':' || b[16] != b':' {
-        return Err("is not an RFC 3339 date-time (expected hh:mm:ss)");
-    }
-    let hour = digits(b, 11, 2).ok_or("has an invalid hour")?;
-    let minute = digits(b, 14, 2).ok_or("has an invalid minute")?;
-    let second = digits(b, 17, 2).ok_or("has an invalid second")?;
-    if hour > 23 {
-        return Err("has an invalid hour (must be 00-23)");
-    }
-    if minute > 59 {
-        return Err("has an invalid minute (must be 00-59)");
-    }
-    if second > 60 {
-        return Err("has an invalid second (must be 00-59, or 60 for a leap second)");
-    }
-
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(d - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return Err("has an empty fraction of a second");
-        }
-        for _ in (i - start)..9 {
-            nanos *= 10;
-        }
-    }
-
-    let offset_secs: i64 = match b.get(i) {
-        Some(b'Z' | b'z') => {
-            i += 1;
-            0
-        }
-        Some(&sign @ (b'+' | b'-')) => {
-            if b.len() < i + 6 || b[i + 3] != b':' {
-                return Err("has an invalid UTC offset (expected +hh:mm or -hh:mm)");
-            }
-            let oh = digits(b, i + 1, 2).ok_or("has an invalid UTC offset")?;
-            let om = digits(b, i + 4, 2).ok_or("has an invalid UTC offset")?;
-            if oh > 23 || om > 59 {
-                return Err("has an invalid UTC offset (hours 00-23, minutes 00-59)");
-            }
-            i += 6;
-            let off = i64::from(oh * 3600 + om * 60);
-            if sign == b'-' {
-                -off
-            } else {
-                off
-            }
-        }
-        _ => return Err("has no UTC offset (expected 'Z' or +hh:mm / -hh:mm)"),
-    };
-    if i != b.len() {
+    let (hour, minute, second) = partial_time(b)?;
+    let (nanos, after_fraction) = fraction(b, 19)?;
+    let (offset_secs, end) = utc_offset(b, after_fraction)?;
+    if end != b.len() {
         return Err("has trailing characters after the date-time");
     }
 
@@ -116,6 +49,88 @@ pub fn parse_rfc3339(s: &str) -> Result<Timestamp, &'static str> {
         seconds,
         nanoseconds: nanos,
     })
+}
+
+/// `YYYY-MM-DD` at the start: year, month and a day valid for that month.
+fn full_date(b: &[u8]) -> Result<(u32, u32, u32), &'static str> {
+    let year = digits(b, 0, 4).ok_or("has an invalid year")?;
+    if b[4] != b'-' || b[7] != b'-' {
+        return Err("is not an RFC 3339 date-time (expected YYYY-MM-DD)");
+    }
+    let month = digits(b, 5, 2).ok_or("has an invalid month")?;
+    let day = digits(b, 8, 2).ok_or("has an invalid day")?;
+    if !(1..=12).contains(&month) {
+        return Err("has an invalid month (must be 01-12)");
+    }
+    if day < 1 || day > days_in_month(year, month) {
+        return Err("has an invalid day for its month");
+    }
+    Ok((year, month, day))
+}
+
+/// `hh:mm:ss` at offset 11; the second may be a leap second (60).
+fn partial_time(b: &[u8]) -> Result<(u32, u32, u32), &'static str> {
+    if b[13] != b':' || b[16] != b':' {
+        return Err("is not an RFC 3339 date-time (expected hh:mm:ss)");
+    }
+    let hour = digits(b, 11, 2).ok_or("has an invalid hour")?;
+    let minute = digits(b, 14, 2).ok_or("has an invalid minute")?;
+    let second = digits(b, 17, 2).ok_or("has an invalid second")?;
+    if hour > 23 {
+        return Err("has an invalid hour (must be 00-23)");
+    }
+    if minute > 59 {
+        return Err("has an invalid minute (must be 00-59)");
+    }
+    if second > 60 {
+        return Err("has an invalid second (must be 00-59, or 60 for a leap second)");
+    }
+    Ok((hour, minute, second))
+}
+
+/// An optional `.digits` at `i`: nanoseconds (digits past 9 truncated) and
+/// the index after it.
+fn fraction(b: &[u8], mut i: usize) -> Result<(u32, usize), &'static str> {
+    let mut nanos: u32 = 0;
+    if b.get(i) != Some(&b'.') {
+        return Ok((nanos, i));
+    }
+    i += 1;
+    let start = i;
+    while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        if i - start < 9 {
+            nanos = nanos * 10 + u32::from(d - b'0');
+        }
+        i += 1;
+    }
+    if i == start {
+        return Err("has an empty fraction of a second");
+    }
+    for _ in (i - start)..9 {
+        nanos *= 10;
+    }
+    Ok((nanos, i))
+}
+
+/// `Z` or `±hh:mm` at `i`: the offset in seconds east of UTC and the index
+/// after it.
+fn utc_offset(b: &[u8], i: usize) -> Result<(i64, usize), &'static str> {
+    match b.get(i) {
+        Some(b'Z' | b'z') => Ok((0, i + 1)),
+        Some(&sign @ (b'+' | b'-')) => {
+            if b.len() < i + 6 || b[i + 3] != b':' {
+                return Err("has an invalid UTC offset (expected +hh:mm or -hh:mm)");
+            }
+            let oh = digits(b, i + 1, 2).ok_or("has an invalid UTC offset")?;
+            let om = digits(b, i + 4, 2).ok_or("has an invalid UTC offset")?;
+            if oh > 23 || om > 59 {
+                return Err("has an invalid UTC offset (hours 00-23, minutes 00-59)");
+            }
+            let off = i64::from(oh * 3600 + om * 60);
+            Ok((if sign == b'-' { -off } else { off }, i + 6))
+        }
+        _ => Err("has no UTC offset (expected 'Z' or +hh:mm / -hh:mm)"),
+    }
 }
 
 /// `n` ASCII digits at `b[at..at + n]` as a number.
