@@ -127,13 +127,24 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// `APP_ENV`: which environment this is (the compose overrides set it). It
-/// is validated but changes no default: every setting is explicit.
+/// `APP_ENV`: which environment this is (the compose overrides set it). A
+/// label: validated, and shown as `env` in each service's startup log line;
+/// it changes no default, every setting is explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
     Development,
     Staging,
     Production,
+}
+
+impl AppEnv {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
 }
 
 impl FromStr for AppEnv {
