@@ -74,9 +74,10 @@ pub async fn build(config: HostConfig, listeners: Listeners) -> Result<App, Star
     if config.runs_gateway() {
         router = router.merge(gateway::router(&config, &service, &client, &js, &plugins)?);
     }
-    let collecting = match config.runs_collector() {
-        true => Some(collector::start(&config, &service, &js, &plugins).await?),
-        false => None,
+    let collecting = if config.runs_collector() {
+        Some(collector::start(&config, &service, &js, &plugins).await?)
+    } else {
+        None
     };
     let drain = async move {
         // Collectors finish and ack their current batch...
@@ -96,9 +97,10 @@ pub async fn build(config: HostConfig, listeners: Listeners) -> Result<App, Star
     let serving = Serving {
         name: format!("host-{}", role_name(config.role)),
         correlation_header: config.common.correlation_id_header.clone(),
-        header_timeout: match config.runs_gateway() {
-            true => config.gateway.header_timeout,
-            false => http::DEFAULT_HEADER_TIMEOUT,
+        header_timeout: if config.runs_gateway() {
+            config.gateway.header_timeout
+        } else {
+            http::DEFAULT_HEADER_TIMEOUT
         },
         shutdown_timeout: config.common.shutdown_timeout,
     };
