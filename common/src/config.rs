@@ -127,13 +127,24 @@ impl<'a> Vars<'a> {
     }
 }
 
-/// `APP_ENV`: which environment this is (the compose overrides set it). It
-/// is validated but changes no default: every setting is explicit.
+/// `APP_ENV`: which environment this is (the compose overrides set it). A
+/// label: validated, and shown as `env` in each service's startup log line;
+/// it changes no default, every setting is explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
     Development,
     Staging,
     Production,
+}
+
+impl AppEnv {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
 }
 
 impl FromStr for AppEnv {
@@ -148,12 +159,31 @@ impl FromStr for AppEnv {
     }
 }
 
+/// A log filter (`EnvFilter` directives) known to be valid. `EnvFilter` is
+/// not `Clone`, so the checked text is kept and the filter built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl LogFilter {
+    pub fn filter(&self) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::new(&self.0)
+    }
+}
+
+impl FromStr for LogFilter {
+    type Err = tracing_subscriber::filter::ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        tracing_subscriber::EnvFilter::try_new(s)?;
+        Ok(Self(s.to_string()))
+    }
+}
+
 /// Settings every service has.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
     pub app_env: AppEnv,
     /// `LOG_LEVEL`: an `EnvFilter` directive such as `info` or `events_host=debug,info`.
-    pub log_level: String,
+    pub log_level: LogFilter,
     /// `CORRELATION_ID_HEADER` (header names are case-insensitive).
     pub correlation_id_header: axum::http::HeaderName,
     /// `SHUTDOWN_TIMEOUT_MS`: how long graceful shutdown may take.
@@ -167,9 +197,11 @@ pub struct CommonConfig {
 impl CommonConfig {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let app_env = vars.parse("APP_ENV", AppEnv::Development)?;
-        let log_level = vars.string("LOG_LEVEL", "info");
-        tracing_subscriber::EnvFilter::try_new(&log_level)
-            .map_err(|e| ConfigError::new("LOG_LEVEL", e.to_string()))?;
+        let log_level = vars.string("LOG_LEVEL", "info").parse().map_err(
+            |e: tracing_subscriber::filter::ParseError| {
+                ConfigError::new("LOG_LEVEL", e.to_string())
+            },
+        )?;
         let correlation_id_header = axum::http::HeaderName::from_bytes(
             vars.string("CORRELATION_ID_HEADER", "x-correlation-id")
                 .as_bytes(),

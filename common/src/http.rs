@@ -2,6 +2,7 @@
 //! `/metrics`), correlation ids, request metrics, and serving with graceful
 //! shutdown.
 use crate::health::Health;
+use crate::metrics;
 use axum::{
     extract::{MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, StatusCode},
@@ -10,9 +11,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGaugeVec, Registry, TextEncoder};
 use std::{sync::Arc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,7 +24,7 @@ pub fn ops_router(health: Health, registry: Registry) -> Router {
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .route("/health/ready", get(ready).with_state(health))
-        .route("/metrics", get(metrics).with_state(registry))
+        .route("/metrics", get(render_metrics).with_state(registry))
 }
 
 async fn ready(State(health): State<Health>) -> Response {
@@ -38,7 +37,7 @@ async fn ready(State(health): State<Health>) -> Response {
     (status, Json(r)).into_response()
 }
 
-async fn metrics(State(registry): State<Registry>) -> Response {
+async fn render_metrics(State(registry): State<Registry>) -> Response {
     let mut buf = Vec::new();
     match TextEncoder::new().encode(&registry.gather(), &mut buf) {
         Ok(()) => (
@@ -102,28 +101,27 @@ struct HttpMetricsInner {
 
 impl HttpMetrics {
     pub fn new(registry: &Registry, service: &str) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
+        let requests = metrics::int_counter_vec(
+            registry,
+            "http_requests_total",
+            "HTTP requests by route, method and status",
             &["service", "route", "method", "status"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
-                vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ],
-            ),
+        let duration = metrics::histogram_vec(
+            registry,
+            "http_request_duration_seconds",
+            "HTTP request latency",
             &["service", "route"],
+            vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
         )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new("http_requests_in_flight", "HTTP requests being served"),
+        let in_flight = metrics::int_gauge_vec(
+            registry,
+            "http_requests_in_flight",
+            "HTTP requests being served",
             &["service"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
         Ok(Self {
             inner: Arc::new(HttpMetricsInner {
                 service: service.to_string(),

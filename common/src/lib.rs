@@ -9,5 +9,6 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod names;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

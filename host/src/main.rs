@@ -59,8 +59,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let role = match cli.command.unwrap_or(Command::All) {
+    let role = match Cli::parse().command.unwrap_or(Command::All) {
         Command::Gateway => Role::Gateway,
         Command::Collector => Role::Collector,
         Command::All => Role::All,
@@ -70,39 +69,7 @@ fn main() -> ExitCode {
                 &Vars::new(&Env),
             ));
         }
-        Command::Plugin {
-            command:
-                PluginCommand::Test {
-                    component,
-                    fixtures,
-                },
-        } => {
-            return match events_host::plugin_test::run(&component, &fixtures) {
-                Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            };
-        }
-        Command::Plugin {
-            command:
-                PluginCommand::Check {
-                    component,
-                    samples,
-                    json,
-                },
-        } => {
-            return match events_host::check::run(&component, &samples, json) {
-                Ok(0) => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            };
-        }
+        Command::Plugin { command } => return plugin(command),
     };
     let config = match HostConfig::from_vars(role, &Vars::new(&Env)) {
         Ok(c) => c,
@@ -112,41 +79,72 @@ fn main() -> ExitCode {
         }
     };
     events_common::telemetry::init(&config.common.log_level);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(serve(config)),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The plugin author tools: exit 0 all pass, 1 any failure, 2 errors.
+fn plugin(command: PluginCommand) -> ExitCode {
+    let outcome = match command {
+        PluginCommand::Test {
+            component,
+            fixtures,
+        } => events_host::plugin_test::run(&component, &fixtures).map(|s| s.failed),
+        PluginCommand::Check {
+            component,
+            samples,
+            json,
+        } => events_host::check::run(&component, &samples, json),
+    };
+    match outcome {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the host until a stop signal, then drains it.
+async fn serve(config: HostConfig) -> ExitCode {
+    // Handlers first: a signal during startup stops it, and one sent as
+    // soon as the host reports ready is never lost.
+    let signalled = tokio_util::sync::CancellationToken::new();
+    events_common::shutdown::cancel_on_signal(signalled.clone());
+    let pre_stop = config.common.pre_stop_delay;
+    let built = tokio::select! {
+        built = events_host::startup::bind_and_build(config) => built,
+        _ = signalled.cancelled() => {
+            tracing::info!("stopped during startup");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let app = match built {
+        Ok(app) => app,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            tracing::error!(error = format!("{e:#}"), "startup failed");
+            eprintln!("startup failed: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        // Handlers first: a signal during startup stops it, and one sent as
-        // soon as the host reports ready is never lost.
-        let signalled = tokio_util::sync::CancellationToken::new();
-        events_common::shutdown::cancel_on_signal(signalled.clone());
-        let pre_stop = config.common.pre_stop_delay;
-        let built = tokio::select! {
-            built = events_host::startup::bind_and_build(config) => built,
-            _ = signalled.cancelled() => {
-                tracing::info!("stopped during startup");
-                return ExitCode::SUCCESS;
-            }
-        };
-        let app = match built {
-            Ok(app) => app,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "startup failed");
-                eprintln!("startup failed: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
-        events_common::shutdown::stop_after_pre_stop(
-            signalled,
-            app.health.clone(),
-            pre_stop,
-            app.stop.clone(),
-        );
-        app.wait().await;
-        ExitCode::SUCCESS
-    })
+    events_common::shutdown::stop_after_pre_stop(
+        signalled,
+        app.health.clone(),
+        pre_stop,
+        app.stop_token(),
+    );
+    match app.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
 }

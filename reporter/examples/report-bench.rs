@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         ]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let app = startup::spawn(Config::from_source(&env)?, listener).await?;
-        let base = format!("http://{}/api/v1/reports", app.address);
+        let base = format!("http://{}/api/v1/reports", app.addr);
         let pool = sqlx::PgPool::connect(&url).await?;
         let (count, first, last): (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT count(*), min(occurred_at), max(occurred_at) FROM events")

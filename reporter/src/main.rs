@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
         signalled,
         app.health.clone(),
         pre_stop,
-        app.shutdown.clone(),
+        app.stop_token(),
     );
     match app.wait().await {
         Ok(()) => ExitCode::SUCCESS,

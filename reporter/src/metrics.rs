@@ -14,7 +14,8 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use events_common::metrics;
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 use std::time::Instant;
 
 /// A report category, the `report` label.
@@ -56,35 +57,29 @@ pub struct ReportMetrics {
 
 impl ReportMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "reporter_report_duration_seconds",
-                "Report latency, by report",
-            )
+        let duration = metrics::histogram_vec(
+            registry,
+            "reporter_report_duration_seconds",
+            "Report latency, by report",
+            &["report"],
             // Finer at the low end: the target is tens of milliseconds.
-            .buckets(vec![
+            vec![
                 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
-            ]),
-            &["report"],
+            ],
         )?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "reporter_requests_total",
-                "Report requests, by report and outcome",
-            ),
+        let requests = metrics::int_counter_vec(
+            registry,
+            "reporter_requests_total",
+            "Report requests, by report and outcome",
             &["report", "outcome"],
         )?;
-        let in_flight = IntGaugeVec::new(
-            Opts::new(
-                "reporter_requests_in_flight",
-                "Report requests being served, by report",
-            ),
+        let in_flight = metrics::int_gauge_vec(
+            registry,
+            "reporter_requests_in_flight",
+            "Report requests being served, by report",
             &["report"],
         )?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
         // Pre-create every series so dashboards show zeros, not gaps.
         for r in Report::ALL {
             duration.with_label_values(&[r.as_str()]);

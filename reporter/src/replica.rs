@@ -17,6 +17,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use events_common::metrics;
 use prometheus::{Gauge, Registry};
 use sqlx::PgPool;
 use std::{
@@ -109,13 +110,13 @@ struct LagState {
 
 impl ReplicaLag {
     pub fn new(registry: &Registry, max: Duration) -> prometheus::Result<Self> {
-        let gauge = Gauge::new(
+        let gauge = metrics::gauge(
+            registry,
             "reporter_replica_lag_seconds",
             "How stale the reporter's database may be, in seconds: 0 on a primary or a \
              caught-up streaming replica; NaN while unknown",
         )?;
         gauge.set(f64::NAN);
-        registry.register(Box::new(gauge.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 max,

@@ -1,4 +1,5 @@
-//! Wiring: database, migrations, metrics, router, server, shutdown.
+//! Wiring: database and migrations, then the reports' routes on the common
+//! service skeleton (`events_common::service`).
 use crate::{
     auth::{self, Token},
     config::Config,
@@ -14,16 +15,19 @@ use axum::{
     routing::{get, MethodRouter},
     Router,
 };
-use events_common::{backoff::Backoff, db, health::Health, http};
-use prometheus::Registry;
+/// The running reporter: the same handle as every service's.
+pub use events_common::service::App;
+use events_common::{
+    backoff::Backoff,
+    db, http,
+    service::{Listeners, Service, ServiceError, Serving},
+};
 use sqlx::PgPool;
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -31,8 +35,8 @@ pub enum StartupError {
     Database(#[from] db::DbError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("listener: {0}")]
-    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     #[error("database: {0}")]
     Query(sqlx::Error),
     #[error(
@@ -49,150 +53,98 @@ pub enum StartupError {
     SchemaDiffers(String),
 }
 
-/// A running reporter.
-pub struct App {
-    /// Where it listens (the real port when started on port 0).
-    pub address: SocketAddr,
-    /// Cancel to shut down gracefully.
-    pub shutdown: CancellationToken,
-    /// Readiness; the pre-stop delay makes it false before `shutdown`.
-    pub health: Health,
-    join: JoinHandle<Result<(), std::io::Error>>,
-}
-
-impl App {
-    /// Waits until the server has stopped (after `shutdown` is cancelled).
-    pub async fn wait(self) -> Result<(), std::io::Error> {
-        match self.join.await {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    }
-
-    /// Cancels and waits.
-    pub async fn stop(self) -> Result<(), std::io::Error> {
-        self.shutdown.cancel();
-        self.wait().await
-    }
-}
-
 /// How often readiness probes the database.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Migrates the database (on a replica: waits until it has replayed the
-/// migrations), then serves on `listener` until the returned app's
-/// `shutdown` token is cancelled.
+/// migrations), then serves on `listener` until the returned app is stopped.
 pub async fn spawn(config: Config, listener: TcpListener) -> Result<App, StartupError> {
-    let address = listener.local_addr()?;
     let pool = db::pool(&config.database.options, config.db_max_connections);
     prepare_schema(&pool, config.migration_timeout).await?;
 
-    let registry = Registry::new();
-    #[cfg(target_os = "linux")]
-    registry.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))?;
-    let lag = ReplicaLag::new(&registry, config.max_replica_lag)?;
+    let service = Service::new()?;
+    let lag = ReplicaLag::new(&service.registry, config.max_replica_lag)?;
+    spawn_probes(&service, &pool, &lag);
+    let router = Router::new()
+        .merge(reports_router(&config, &service, &pool)?)
+        .route("/api/v1/openapi.json", get(openapi::handler))
+        .merge(
+            service
+                .ops_router()
+                .route_layer(from_fn_with_state(lag, ReplicaLag::annotate_readiness)),
+        );
+    let serving = Serving {
+        name: "reporter".into(),
+        correlation_header: config.common.correlation_id_header.clone(),
+        header_timeout: http::DEFAULT_HEADER_TIMEOUT,
+        shutdown_timeout: config.common.shutdown_timeout,
+    };
+    let listeners = Listeners {
+        main: listener,
+        metrics: None,
+    };
+    let app = service.start(
+        listeners,
+        router,
+        serving,
+        async move { pool.close().await },
+    )?;
+    let (addr, env) = (app.addr, config.common.app_env.as_str());
+    tracing::info!(%addr, env, "events-reporter listening");
+    Ok(app)
+}
 
-    let shutdown = CancellationToken::new();
-    let health = Health::new();
+/// Readiness: the database answers, and a replica is not too far behind.
+/// Both stop with the service.
+fn spawn_probes(service: &Service, pool: &PgPool, lag: &ReplicaLag) {
+    let stop = service.stop_token();
     let probe_pool = pool.clone();
-    let probe = health.spawn_probe("database", DB_PROBE_EVERY, shutdown.clone(), move || {
-        let pool = probe_pool.clone();
-        async move { db::ping(&pool).await }
-    });
+    service
+        .health
+        .spawn_probe("database", DB_PROBE_EVERY, stop.clone(), move || {
+            let pool = probe_pool.clone();
+            async move { db::ping(&pool).await }
+        });
     let (lag_pool, lag_probe) = (pool.clone(), lag.clone());
-    let replica_probe =
-        health.spawn_probe("replica_lag", DB_PROBE_EVERY, shutdown.clone(), move || {
+    service
+        .health
+        .spawn_probe("replica_lag", DB_PROBE_EVERY, stop, move || {
             let (pool, lag) = (lag_pool.clone(), lag_probe.clone());
             async move { lag.probe(&pool).await }
         });
-    let http_metrics = http::HttpMetrics::new(&registry, "reporter")?;
-    let report_metrics = ReportMetrics::new(&registry)?;
-    let token = Token(config.api_token.as_ref().map(|t| Arc::from(t.expose())));
-    let state = AppState { pool: pool.clone() };
+}
 
-    let reports = Router::new()
+/// The report and dead-letters routes, each behind the token check and
+/// counted by report.
+fn reports_router(config: &Config, service: &Service, pool: &PgPool) -> prometheus::Result<Router> {
+    let metrics = ReportMetrics::new(&service.registry)?;
+    let token = Token(config.api_token.as_ref().map(|t| Arc::from(t.expose())));
+    let route = |report| (report, &metrics, &token);
+    Ok(Router::new()
         .route(
             "/api/v1/reports/events",
-            report_route(events::handler, Report::Events, &report_metrics, &token),
+            report_route(events::handler, route(Report::Events)),
         )
         .route(
             "/api/v1/reports/revenue",
-            report_route(revenue::handler, Report::Revenue, &report_metrics, &token),
+            report_route(revenue::handler, route(Report::Revenue)),
         )
         .route(
             "/api/v1/reports/demographics",
-            report_route(
-                demographics::handler,
-                Report::Demographics,
-                &report_metrics,
-                &token,
-            ),
+            report_route(demographics::handler, route(Report::Demographics)),
         )
         .route(
             "/api/v1/dead-letters",
-            report_route(
-                dead_letters::list_handler,
-                Report::DeadLetters,
-                &report_metrics,
-                &token,
-            ),
+            report_route(dead_letters::list_handler, route(Report::DeadLetters)),
         )
         .route(
             "/api/v1/dead-letters/summary",
             report_route(
                 dead_letters::summary_handler,
-                Report::DeadLettersSummary,
-                &report_metrics,
-                &token,
+                route(Report::DeadLettersSummary),
             ),
         )
-        .with_state(state);
-    let router = Router::new()
-        .merge(reports)
-        .route("/api/v1/openapi.json", get(openapi::handler))
-        .merge(
-            http::ops_router(health.clone(), registry)
-                .route_layer(from_fn_with_state(lag, ReplicaLag::annotate_readiness)),
-        );
-    let header = config.common.correlation_id_header.clone();
-    let router = http::instrument(router, http_metrics, header);
-
-    let server = http::serve(
-        listener,
-        router,
-        shutdown.clone(),
-        http::DEFAULT_HEADER_TIMEOUT,
-    );
-    let stop = shutdown.clone();
-    let timeout = config.common.shutdown_timeout;
-    let draining = health.clone();
-    let join = tokio::spawn(async move {
-        stop.cancelled().await;
-        draining.start_draining();
-        tracing::info!("draining: finishing requests in flight");
-        let result = match tokio::time::timeout(timeout, server).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(std::io::Error::other(e)),
-            Err(_) => {
-                tracing::warn!(?timeout, "shutdown timed out with requests in flight");
-                Ok(())
-            }
-        };
-        probe.abort();
-        replica_probe.abort();
-        pool.close().await;
-        tracing::info!("stopped");
-        result
-    });
-    tracing::info!(%address, "events-reporter listening");
-    Ok(App {
-        address,
-        shutdown,
-        health,
-        join,
-    })
+        .with_state(AppState { pool: pool.clone() }))
 }
 
 /// How often startup looks again at a replica's schema.
@@ -295,9 +247,7 @@ async fn wait_for_replica_schema(
 /// the token check, then the handler.
 fn report_route<H, T>(
     handler: H,
-    report: Report,
-    metrics: &ReportMetrics,
-    token: &Token,
+    (report, metrics, token): (Report, &ReportMetrics, &Token),
 ) -> MethodRouter<AppState>
 where
     H: Handler<T, AppState>,

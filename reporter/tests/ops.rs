@@ -244,7 +244,7 @@ async fn a_read_only_role_is_enough() {
     let app = events_reporter::startup::spawn(config, listener)
         .await
         .expect("starts read-only");
-    let base = format!("http://{}", app.address);
+    let base = format!("http://{}", app.addr);
     for path in [
         "reports/events",
         "reports/revenue",

@@ -40,7 +40,7 @@ async fn start(env: &[(&str, &str)]) -> Result<App, StartupError> {
 }
 
 async fn get(app: &App, path: &str) -> (u16, Value) {
-    let res = reqwest::get(format!("http://{}{path}", app.address))
+    let res = reqwest::get(format!("http://{}{path}", app.addr))
         .await
         .expect("request");
     let status = res.status().as_u16();

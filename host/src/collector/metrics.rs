@@ -1,5 +1,6 @@
 //! Collector metrics, labelled by collector type (the source).
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use events_common::metrics;
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct CollectorMetrics {
@@ -25,16 +26,13 @@ pub struct CollectorMetrics {
 impl CollectorMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let c = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels)
+            metrics::int_counter_vec(registry, name, help, labels)
         };
         let h = |name: &str, help: &str, buckets: Vec<f64>| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets),
-                &["collector"],
-            )
+            metrics::histogram_vec(registry, name, help, &["collector"], buckets)
         };
         let secs = prometheus::exponential_buckets(0.001, 2.0, 14)?;
-        let m = Self {
+        Ok(Self {
             accepted: c(
                 "collector_events_accepted_total",
                 "Events received from JetStream",
@@ -75,11 +73,10 @@ impl CollectorMetrics {
                 "Insert + commit time of a batch",
                 secs,
             )?,
-            pending: IntGaugeVec::new(
-                Opts::new(
-                    "collector_consumer_pending",
-                    "JetStream consumer lag: messages not yet delivered plus delivered but unacked",
-                ),
+            pending: metrics::int_gauge_vec(
+                registry,
+                "collector_consumer_pending",
+                "JetStream consumer lag: messages not yet delivered plus delivered but unacked",
                 &["collector"],
             )?,
             dead_letters: c(
@@ -97,19 +94,6 @@ impl CollectorMetrics {
                 "Messages dead-lettered after reaching COLLECTOR_MAX_DELIVER, by path",
                 &["collector", "path"],
             )?,
-        };
-        registry.register(Box::new(m.accepted.clone()))?;
-        registry.register(Box::new(m.processed.clone()))?;
-        registry.register(Box::new(m.failed.clone()))?;
-        registry.register(Box::new(m.inserted.clone()))?;
-        registry.register(Box::new(m.db_duplicates.clone()))?;
-        registry.register(Box::new(m.batch_size.clone()))?;
-        registry.register(Box::new(m.batch_duration.clone()))?;
-        registry.register(Box::new(m.db_write.clone()))?;
-        registry.register(Box::new(m.pending.clone()))?;
-        registry.register(Box::new(m.dead_letters.clone()))?;
-        registry.register(Box::new(m.db_retries.clone()))?;
-        registry.register(Box::new(m.max_deliveries.clone()))?;
-        Ok(m)
+        })
     }
 }

@@ -87,7 +87,7 @@ impl TestApp {
             .await
             .expect("test pool");
         Self {
-            address: format!("http://{}", app.address),
+            address: format!("http://{}", app.addr),
             client: reqwest::Client::new(),
             pool,
             db_name,
