@@ -1,4 +1,4 @@
-//! Shared plumbing of the events services (`events-host` and `events-reporter`).
+//! Shared plumbing of the events crates: the services (`events-host`, `events-reporter`) and the publisher (its funnel stage).
 //!
 //! Each module is one concern; services compose them in their own `startup`.
 pub mod backoff;

@@ -1,5 +1,5 @@
 //! Loads realistic generated events into PostgreSQL for benchmarks and
-//! demos, through the same path the collectors use (the months' partitions
+//! demos, in the same shape as the collectors' insert (the months' partitions
 //! first, then one statement claiming the keys in `event_claims` and
 //! inserting the new rows), so the rollup triggers maintain the rollups as
 //! in production.
