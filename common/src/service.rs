@@ -5,10 +5,10 @@
 //! A service creates a [`Service`], builds its own parts from it, then calls
 //! [`Service::start`] with its router and the drain steps only it knows
 //! (e.g. finish the collectors, drain NATS, close the pool).
-use crate::{health::Health, http, metrics};
+use crate::{health::Health, http, metrics, shutdown};
 use axum::{http::HeaderName, Router};
 use prometheus::Registry;
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -194,6 +194,53 @@ impl App {
     pub async fn wait(self) -> std::io::Result<()> {
         joined(self.done).await
     }
+}
+
+/// How both binaries run a service: signal handlers first (a signal during
+/// startup stops it, one sent as soon as it reports ready is never lost),
+/// then `start`, then serving until a signal, the pre-stop delay and the
+/// drain. The exit code says whether startup or a server failed.
+pub async fn run_until_signalled<E: std::error::Error>(
+    start: impl Future<Output = Result<App, E>>,
+    pre_stop: Duration,
+) -> ExitCode {
+    let signalled = CancellationToken::new();
+    shutdown::cancel_on_signal(signalled.clone());
+    let app = tokio::select! {
+        started = start => match started {
+            Ok(app) => app,
+            Err(e) => {
+                let chain = error_chain(&e);
+                tracing::error!(error = %chain, "startup failed");
+                eprintln!("startup failed: {chain}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ = signalled.cancelled() => {
+            tracing::info!("stopped during startup");
+            return ExitCode::SUCCESS;
+        }
+    };
+    shutdown::stop_after_pre_stop(signalled, app.health.clone(), pre_stop, app.stop_token());
+    match app.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `e: its source: its source…`, the way `anyhow` prints `{:#}`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -113,38 +113,7 @@ fn plugin(command: PluginCommand) -> ExitCode {
 
 /// Runs the host until a stop signal, then drains it.
 async fn serve(config: HostConfig) -> ExitCode {
-    // Handlers first: a signal during startup stops it, and one sent as
-    // soon as the host reports ready is never lost.
-    let signalled = tokio_util::sync::CancellationToken::new();
-    events_common::shutdown::cancel_on_signal(signalled.clone());
     let pre_stop = config.common.pre_stop_delay;
-    let built = tokio::select! {
-        built = events_host::startup::bind_and_build(config) => built,
-        _ = signalled.cancelled() => {
-            tracing::info!("stopped during startup");
-            return ExitCode::SUCCESS;
-        }
-    };
-    let app = match built {
-        Ok(app) => app,
-        Err(e) => {
-            let e = anyhow::Error::from(e);
-            tracing::error!(error = format!("{e:#}"), "startup failed");
-            eprintln!("startup failed: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    events_common::shutdown::stop_after_pre_stop(
-        signalled,
-        app.health.clone(),
-        pre_stop,
-        app.stop_token(),
-    );
-    match app.wait().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    let start = events_host::startup::bind_and_build(config);
+    events_common::service::run_until_signalled(start, pre_stop).await
 }
