@@ -4,14 +4,13 @@
 //! messages, and 0.1.0 and 0.2.0 plugins side by side; events of any month in
 //! the monthly partitions of `events`, claimed once across months and
 //! writers, and the retention horizon.
-mod common;
 
-use async_nats::jetstream::message::StreamMessage;
-use common::pipeline::{
+use crate::support::pipeline::{
     assert_exact_answer, expected_counts, post, wait_until, Ledger, Pipeline, SHARED_PG,
 };
-use common::plugins::{dist_file, test_wasm, PluginDir};
-use common::services::NatsServer;
+use crate::support::plugins::{dist_file, test_wasm, PluginDir};
+use crate::support::services::NatsServer;
+use async_nats::jetstream::message::StreamMessage;
 use events_host::wire::{self, COUNT_HEADER};
 use events_publisher::{Batch, CorruptionKind, Generator, GeneratorConfig};
 use serde_json::{json, Value};
@@ -424,7 +423,8 @@ async fn plugins_of_both_contract_versions_run_side_by_side_and_raw_is_what_was_
     let dir = PluginDir::new();
     dir.install(&dist_file("plugins/facebook.wasm"), "facebook.wasm");
     dir.install(&test_wasm("legacy-v0.1"), "legacy.wasm");
-    let (runtime, _) = common::plugins::runtime_in(dir.path(), common::plugins::test_limits());
+    let (runtime, _) =
+        crate::support::plugins::runtime_in(dir.path(), crate::support::plugins::test_limits());
     runtime.load_dir().expect("both load");
     let versions = |s: &str| runtime.get(s).map(|p| p.contract_version());
     assert_eq!(
@@ -439,7 +439,7 @@ async fn plugins_of_both_contract_versions_run_side_by_side_and_raw_is_what_was_
     // Odd spacing and unknown fields: the stored raw must be these bytes, not
     // the legacy plugin's tampered echo.
     let legacy = format!(" {} ", legacy_event("legacy-1")).replace("\":", "\" : ");
-    let fb = common::plugins::fb_top("ad.view").to_string();
+    let fb = crate::support::plugins::fb_top("ad.view").to_string();
     let body = format!("[{legacy},\n{fb}]");
     let (status, reply) = post(&p.http, &host.url("/webhook"), body.into_bytes(), &[])
         .await
@@ -473,7 +473,7 @@ async fn plugins_of_both_contract_versions_run_side_by_side_and_raw_is_what_was_
 // --- Monthly partitions and claims -----------------------------------------
 
 mod partitions {
-    use super::common::pipeline::{post, wait_until, Pipeline};
+    use crate::support::pipeline::{post, wait_until, Pipeline};
     use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
     use events_host::{
         db::{self, EventRow},

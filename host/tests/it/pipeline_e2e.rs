@@ -2,9 +2,8 @@
 //! corruptions, shuffled timestamps) through the gateway and collectors into
 //! PostgreSQL, checked against the exact ledger field by field, the gateway's
 //! answers and the Prometheus counters.
-mod common;
 
-use common::pipeline::{post, spawn_load, Bad, Host, Ledger, LoadSpec, Pipeline};
+use crate::support::pipeline::{post, spawn_load, Bad, Host, Ledger, LoadSpec, Pipeline};
 use events_publisher::{CorruptionKind, FunnelStage, Generator, GeneratorConfig, Source};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

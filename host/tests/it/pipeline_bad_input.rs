@@ -1,9 +1,8 @@
 //! Hostile and malformed webhook input against a real host: every answer is
 //! JSON, errors carry an `error` field, nothing is a 5xx, and the process
 //! stays ready.
-mod common;
 
-use common::pipeline::{raw_response, wait_until, Host, Pipeline};
+use crate::support::pipeline::{raw_response, wait_until, Host, Pipeline};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -377,8 +376,8 @@ fn peak_rss_mb(pid: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn element_bombs_are_refused_before_costing_memory() {
     let p = Pipeline::shared("bad_bombs").await;
-    let h = p
-        .start(
+    let mut h = p
+        .start_process(
             "gateway",
             "gateway",
             &[("GATEWAY_BODY_LIMIT_BYTES", &(64 << 20).to_string())],

@@ -1,10 +1,9 @@
 //! Faults under load, each ending with the exact ledger: every valid event
 //! of a POST answered 200 stored once with its fields, nothing stored that
 //! was not sent, every corrupted event dead-lettered once. NATS and
-//! PostgreSQL outages use private instances (see `common::services`).
-mod common;
+//! PostgreSQL outages use private instances (see `crate::support::services`).
 
-use common::{
+use crate::support::{
     pipeline::{
         assert_exact_answer, held_post, post, spawn_load, wait_until, Host, Ledger, LoadResult,
         LoadSpec, Pipeline, SHARED_NATS, SHARED_PG,
@@ -75,7 +74,7 @@ async fn collector_killed_with_sigkill_mid_stream_and_restarted() {
         ("COLLECTOR_ACK_WAIT_MS", "3000"),
         ("COLLECTOR_BATCH_SIZE", "200"),
     ];
-    let mut col = p.start("collector", "collector", &extra).await;
+    let mut col = p.start_process("collector", "collector", &extra).await;
     let load = spawn_load(
         p.http.clone(),
         spec(11, 50, 2, 100, vec![gw.url("/webhook")]),
@@ -208,7 +207,7 @@ async fn scale_out_survives_a_leader_kill_a_gateway_kill_and_a_node_restart() {
     let p = Pipeline::new("scale_out", &primary.base_url(), &cluster.urls()).await;
     let replica = Postgres::replica_of(&primary);
     let r3 = [("JETSTREAM_REPLICAS", "3")];
-    let mut gw1 = p.start("gateway-1", "gateway", &r3).await;
+    let mut gw1 = p.start_process("gateway-1", "gateway", &r3).await;
     let gw2 = p.start("gateway-2", "gateway", &r3).await;
     let mut collectors = Vec::new();
     for (i, source) in [
@@ -224,13 +223,11 @@ async fn scale_out_survives_a_leader_kill_a_gateway_kill_and_a_node_restart() {
         );
     }
     let mut env = p.env.clone();
-    env.insert("PORT".into(), free_port().to_string());
     env.insert(
         "REPORTER_DATABASE_URL".into(),
         format!("{}/{}", replica.base_url(), p.db.name),
     );
-    let mut reporter = Host::spawn_reporter("reporter-on-replica", env, p.logdir.path());
-    reporter.ready(Duration::from_secs(60)).await;
+    let reporter = Host::reporter("reporter-on-replica", env, p.logdir.path()).await;
 
     let load = spawn_load(
         p.http.clone(),
@@ -297,7 +294,7 @@ async fn scale_out_survives_a_leader_kill_a_gateway_kill_and_a_node_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_killed_with_sigkill_under_load() {
     let p = Pipeline::shared("fault_gw_kill").await;
-    let mut gw1 = p.start("gateway-1", "gateway", &[]).await;
+    let mut gw1 = p.start_process("gateway-1", "gateway", &[]).await;
     let gw2 = p.start("gateway-2", "gateway", &[]).await;
     let _col = p.start("collector", "collector", &[]).await;
     let load = spawn_load(
@@ -431,7 +428,11 @@ async fn two_gateways_and_two_collectors_for_one_source_split_the_work() {
 async fn plugin_hot_swapped_under_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     for f in ["facebook.wasm", "tiktok.wasm"] {
-        std::fs::copy(common::pipeline::plugins_dir().join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(
+            crate::support::pipeline::plugins_dir().join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
     }
     let p = Pipeline::shared("fault_swap").await;
     let plugins = dir.path().display().to_string();
@@ -627,7 +628,7 @@ async fn wait_exit(h: &mut Host) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sigterm_completes_in_flight_requests() {
     let p = Pipeline::shared("term_gateway").await;
-    let mut gw = p.start("gateway", "gateway", &HOLDS_BODIES).await;
+    let mut gw = p.start_process("gateway", "gateway", &HOLDS_BODIES).await;
     let _col = p.start("collector", "collector", &[]).await;
     let posts = HeldPosts::start(21, &gw.url("/webhook"));
     let held = sigterm_with_held_posts(&mut gw, posts).await;
@@ -659,7 +660,7 @@ async fn collector_sigterm_acks_its_batch_and_the_rest_waits_for_the_restart() {
         .unwrap();
     all_ok(&load);
     let mut col = p
-        .start("collector", "collector", &[("COLLECTOR_BATCH_SIZE", "200")])
+        .start_process("collector", "collector", &[("COLLECTOR_BATCH_SIZE", "200")])
         .await;
     wait_stored(&p, 2_000).await;
     let naked = watch_naks(&p).await;
@@ -691,7 +692,7 @@ async fn collector_sigterm_acks_its_batch_and_the_rest_waits_for_the_restart() {
 async fn all_in_one_sigterm_finishes_requests_and_batches() {
     let p = Pipeline::shared("term_all").await;
     let mut host = p
-        .start(
+        .start_process(
             "all",
             "all",
             &[("COLLECTOR_BATCH_SIZE", "200"), HOLDS_BODIES[0]],
@@ -728,7 +729,7 @@ async fn sigterm_reports_not_ready_and_keeps_serving_for_the_pre_stop_delay() {
     let p = Pipeline::shared("pre_stop").await;
     let pre_stop = Duration::from_secs(8);
     let mut host = p
-        .start("all", "all", &[("SHUTDOWN_PRE_STOP_MS", "8000")])
+        .start_process("all", "all", &[("SHUTDOWN_PRE_STOP_MS", "8000")])
         .await;
     let signalled = Instant::now();
     host.sigterm();
@@ -876,7 +877,9 @@ async fn a_message_on_its_last_delivery_is_dead_lettered() {
     events_common::db::migrate(&p.db.pool).await.unwrap();
     let batch = posted_batch(&p, 51).await;
     hang_writes(&p, "events").await;
-    let mut col = p.start("collector", "collector", &MAX_DELIVER_2).await;
+    let mut col = p
+        .start_process("collector", "collector", &MAX_DELIVER_2)
+        .await;
     wait_hanging(&p, sources(&batch)).await;
     col.kill9();
     release_writes(&p, "events").await;
@@ -903,7 +906,9 @@ async fn a_message_past_max_deliver_is_recovered_from_the_advisory() {
     let batch = posted_batch(&p, 52).await;
     hang_writes(&p, "events").await;
     hang_writes(&p, "dead_letters").await;
-    let mut col = p.start("collector", "collector", &MAX_DELIVER_2).await;
+    let mut col = p
+        .start_process("collector", "collector", &MAX_DELIVER_2)
+        .await;
     wait_hanging(&p, sources(&batch)).await;
     col.kill9();
     release_writes(&p, "events").await;
