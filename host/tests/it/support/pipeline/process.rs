@@ -87,11 +87,11 @@ impl Process {
     }
 }
 
-/// The port in the startup log line of the binary's `started` run: the
-/// host's `events-host started` (field `addr`), the reporter's
-/// `events-reporter listening` (field `address`). `logs` is read again
-/// until the line appears; panics with the log after `timeout` or if
-/// `exited` says the process is gone.
+/// The port in the binary's startup log line: the host's `events-host
+/// started`, the reporter's `events-reporter listening`, with the address
+/// in a field `addr` (or `address`). `logs` is read again until the line
+/// appears; panics with the log after `timeout` or if `exited` says the
+/// process is gone.
 pub async fn bound_port(
     logs: impl Fn() -> String,
     mut exited: impl FnMut() -> Option<ExitStatus>,
@@ -117,20 +117,25 @@ pub async fn bound_port(
 /// The port of a startup line: JSON (`events_common::telemetry`, the
 /// default) or text (`addr=0.0.0.0:3000`).
 fn startup_port(line: &str) -> Option<u16> {
-    const STARTED: [(&str, &str); 2] = [
-        ("events-host started", "addr"),
-        ("events-reporter listening", "address"),
-    ];
-    let (_, field) = STARTED.iter().find(|(msg, _)| line.contains(msg))?;
+    const STARTED: [&str; 2] = ["events-host started", "events-reporter listening"];
+    const FIELDS: [&str; 2] = ["addr", "address"];
+    if !STARTED.iter().any(|msg| line.contains(msg)) {
+        return None;
+    }
     let addr = match serde_json::from_str::<Value>(line) {
-        Ok(v) => v["fields"][field].as_str()?.to_string(),
-        Err(_) => {
-            let (_, rest) = line.split_once(&format!("{field}="))?;
-            rest.split_whitespace()
-                .next()?
-                .trim_matches('"')
-                .to_string()
-        }
+        Ok(v) => FIELDS
+            .iter()
+            .find_map(|f| v["fields"][f].as_str())?
+            .to_string(),
+        Err(_) => FIELDS.iter().find_map(|f| {
+            let (_, rest) = line.split_once(&format!(" {f}="))?;
+            Some(
+                rest.split_whitespace()
+                    .next()?
+                    .trim_matches('"')
+                    .to_string(),
+            )
+        })?,
     };
     addr.parse::<SocketAddr>().ok().map(|a| a.port())
 }
@@ -146,6 +151,9 @@ mod tests {
         let reporter =
             r#"{"fields":{"message":"events-reporter listening","address":"0.0.0.0:5000"}}"#;
         assert_eq!(startup_port(reporter), Some(5000));
+        let reporter =
+            r#"{"fields":{"message":"events-reporter listening","addr":"0.0.0.0:5001"}}"#;
+        assert_eq!(startup_port(reporter), Some(5001));
         let text = "2026-01-01T00:00:00Z  INFO events_host::startup: events-host started addr=0.0.0.0:3000 role=\"all\"";
         assert_eq!(startup_port(text), Some(3000));
         assert_eq!(
