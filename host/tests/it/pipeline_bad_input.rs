@@ -1,5 +1,5 @@
 //! Hostile and malformed webhook input against a real host: every answer is
-//! JSON, errors carry an `error` field, nothing is a 5xx, and the process
+//! JSON, errors carry an `error` field, nothing is a 5xx, and the host
 //! stays ready.
 
 use crate::support::pipeline::{raw_response, wait_until, Host, Pipeline};

@@ -18,7 +18,7 @@ fn gen_config(seed: u64) -> GeneratorConfig {
     }
 }
 
-/// Sums a counter over several processes.
+/// Sums a counter over several hosts.
 async fn sum(hosts: &[&Host], name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;
     for h in hosts {

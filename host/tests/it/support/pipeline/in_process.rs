@@ -35,8 +35,8 @@ pub struct InProcess {
 
 impl InProcess {
     /// Starts `events-host <role>` on `port` (0: any free port) without
-    /// waiting for it to be built; `PORT` and `METRICS_PORT` in `env` only
-    /// say whether a metrics listener is wanted.
+    /// waiting for it to be built. `PORT` in `env` is not used; with
+    /// `METRICS_PORT`, the metrics listener is on a free port too.
     pub fn start(role: &str, env: &BTreeMap<String, String>, port: u16, log: &Path) -> Self {
         let role = match role {
             "gateway" => Role::Gateway,
