@@ -3,8 +3,10 @@
 mod support;
 
 mod pipeline_bad_input;
+mod pipeline_compat;
 mod pipeline_e2e;
 mod pipeline_faults;
+mod pipeline_partitions;
 mod pipeline_refusals;
 mod pipeline_slices;
 mod plugin_conformance;
