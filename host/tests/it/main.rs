@@ -3,6 +3,7 @@
 mod support;
 
 mod pipeline_bad_input;
+mod pipeline_budgets;
 mod pipeline_compat;
 mod pipeline_e2e;
 mod pipeline_faults;
