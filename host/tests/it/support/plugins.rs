@@ -4,7 +4,6 @@
 //! The components are built by `scripts/build-plugins.sh` into `<repo>/dist`
 //! (override with `EVENTS_PLUGINS_DIST`). Missing components fail the test
 //! with instructions: CI builds them before running the host tests.
-#![allow(dead_code)]
 
 use events_host::plugins::{
     EventResult, Limits, NormalizedEvent, Plugin, PluginMetrics, PluginRuntime, RuntimeConfig,

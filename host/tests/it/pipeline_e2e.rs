@@ -2,9 +2,8 @@
 //! corruptions, shuffled timestamps) through the gateway and collectors into
 //! PostgreSQL, checked against the exact ledger field by field, the gateway's
 //! answers and the Prometheus counters.
-mod common;
 
-use common::pipeline::{post, spawn_load, Bad, Host, Ledger, LoadSpec, Pipeline};
+use crate::support::pipeline::{post, spawn_load, Bad, Host, Ledger, LoadSpec, Pipeline};
 use events_publisher::{CorruptionKind, FunnelStage, Generator, GeneratorConfig, Source};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ fn gen_config(seed: u64) -> GeneratorConfig {
     }
 }
 
-/// Sums a counter over several processes.
+/// Sums a counter over several hosts.
 async fn sum(hosts: &[&Host], name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;
     for h in hosts {

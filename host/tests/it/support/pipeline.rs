@@ -1,17 +1,19 @@
 //! Harness for pipeline tests against real PostgreSQL and NATS: a database and
-//! stream names per test, `events-host` subprocesses (killed on drop), HTTP
-//! and metrics helpers, a background load generator and the exact ledger.
-#![allow(dead_code, unused_imports)]
+//! stream names per test, hosts in-process or as subprocesses (killed on
+//! drop), HTTP and metrics helpers, a background load generator and the
+//! exact ledger.
 mod held;
 mod host;
+mod in_process;
 mod ledger;
 mod load;
+mod process;
 
-pub use super::services::{free_port, signal};
+pub use super::services::free_port;
 pub use held::{held_post, raw_response};
 pub use host::Host;
-pub use ledger::{assert_exact_answer, expected_counts, expected_row, Bad, Ledger};
-pub use load::{spawn_load, LoadResult, LoadSpec, PostRecord};
+pub use ledger::{assert_exact_answer, expected_counts, Bad, Ledger};
+pub use load::{spawn_load, LoadResult, LoadSpec};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgPool};
 use std::{
@@ -264,18 +266,32 @@ impl Pipeline {
         }
     }
 
-    /// Spawns `events-host <role>` on a free port and waits until ready.
+    /// Starts `events-host <role>` in-process and waits until ready.
     pub async fn start(&self, label: &str, role: &str, extra: &[(&str, &str)]) -> Host {
         let mut h = self.spawn(label, role, extra);
         h.ready(Duration::from_secs(60)).await;
         h
     }
 
+    /// Starts `events-host <role>` in-process, not waiting until ready.
     pub fn spawn(&self, label: &str, role: &str, extra: &[(&str, &str)]) -> Host {
+        Host::in_process(label, role, self.env_with(extra), self.logdir.path())
+    }
+
+    /// Starts `events-host <role>` as a subprocess (for the tests about a
+    /// process: signals, SIGKILL, its memory) and waits until ready.
+    pub async fn start_process(&self, label: &str, role: &str, extra: &[(&str, &str)]) -> Host {
+        let env = self.env_with(extra);
+        let mut h = Host::subprocess(label, role, env, self.logdir.path()).await;
+        h.ready(Duration::from_secs(60)).await;
+        h
+    }
+
+    /// The common environment with `extra` on top.
+    pub fn env_with(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
-        env.insert("PORT".into(), free_port().to_string());
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Host::spawn(label, role, env, self.logdir.path())
+        env
     }
 
     /// Waits until both streams are drained and the tables hold at least

@@ -3,9 +3,8 @@
 //! and announced, broken or conflicting files are refused while the old
 //! version keeps serving, removal unloads after a grace (so remove-then-copy
 //! leaves no gap); plus the compiled-artifact cache.
-mod common;
 
-use common::plugins::{
+use crate::support::plugins::{
     chaos_ok_batch, runtime_in, runtime_with, test_limits, test_wasm, tiktok_wasm, PluginDir,
 };
 use events_host::plugins::{EventResult, PluginRuntime, RuntimeConfig};

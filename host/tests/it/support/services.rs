@@ -1,4 +1,4 @@
 //! Private NATS and PostgreSQL instances for fault tests (never the shared
 //! ones): the `events-testkit` crate, re-exported so tests keep importing
-//! `common::services::*`.
+//! `support::services::*`.
 pub use events_testkit::*;

@@ -1,6 +1,4 @@
 //! Helpers shared by the host's integration tests (one module per area).
-#![allow(dead_code)]
-
 pub mod pipeline;
 pub mod plugins;
 pub mod services;

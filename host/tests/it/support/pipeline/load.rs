@@ -28,7 +28,6 @@ pub struct PostRecord {
     /// `None`: transport error.
     pub status: Option<u16>,
     pub reply: Value,
-    pub events: usize,
     /// The exact answer if nothing failed: (accepted, rejected, duplicates).
     pub expected: (usize, usize, usize),
 }
@@ -78,7 +77,7 @@ pub fn spawn_load(http: reqwest::Client, spec: LoadSpec) -> tokio::task::JoinHan
                     Ok((s, v)) => (Some(s), v),
                     Err(e) => (None, Value::String(e.to_string())),
                 };
-                let (events, expected) = (batch.len(), expected_counts(&batch));
+                let expected = expected_counts(&batch);
                 (
                     i,
                     batch,
@@ -87,7 +86,6 @@ pub fn spawn_load(http: reqwest::Client, spec: LoadSpec) -> tokio::task::JoinHan
                         ended: Instant::now(),
                         status,
                         reply,
-                        events,
                         expected,
                     },
                 )

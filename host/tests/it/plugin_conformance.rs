@@ -1,13 +1,12 @@
 //! Conformance of the production plugins (`dist/plugins/*.wasm`), through the
 //! host's real runtime: every valid shape of shared/spec/events.md and its
 //! canonical fields, every rejection rule naming its field, batches keeping order and count.
-mod common;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use common::plugins::{
+use crate::support::plugins::{
     accepted, call, facebook_wasm, fb_bottom, fb_top, production, rejected_fields, test_wasm,
     tiktok_wasm, tt_bottom, tt_top, with,
 };
+use chrono::{DateTime, SecondsFormat, Utc};
 use events_host::plugins::{EventResult, NormalizedEvent, Plugin};
 use serde_json::{json, Value};
 

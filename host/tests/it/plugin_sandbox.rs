@@ -2,9 +2,8 @@
 //! every misbehaviour becomes a classified `CallError` within the limits, is
 //! counted in the metrics, and the same runtime keeps serving the good
 //! plugins (and the hostile one's well-behaved calls) afterwards.
-mod common;
 
-use common::plugins::{
+use crate::support::plugins::{
     chaos, chaos_ok_batch, counter, facebook_wasm, fb_bottom, fb_top, runtime_in, test_limits,
     test_wasm, PluginDir,
 };

@@ -5,13 +5,14 @@
 //! a huge refused element never costs its request a 503. Also the operator's
 //! `events-host jetstream setup|info|delete`, which refuses to delete without
 //! `--yes`.
-mod common;
 
+use crate::support::pipeline::{
+    post, wait_until, Bad, Host, Ledger, Pipeline, Streams, SHARED_NATS,
+};
 use async_nats::jetstream::{
     consumer,
     stream::{DiscardPolicy, RetentionPolicy},
 };
-use common::pipeline::{post, wait_until, Bad, Host, Ledger, Pipeline, Streams, SHARED_NATS};
 use events_common::config::Vars;
 use events_host::{
     config::{HostConfig, NatsConfig, Role},
@@ -264,7 +265,7 @@ async fn unprocessed_events_never_expire_and_their_age_and_size_are_shown() {
         let http = p.http.clone();
         async move {
             let text = http.get(url).send().await.unwrap().text().await.unwrap();
-            common::pipeline::Metrics(text).sum(name, &[])
+            crate::support::pipeline::Metrics(text).sum(name, &[])
         }
     };
     let age = |h: &Host| gauge(h, "jetstream_oldest_unprocessed_age_seconds");
@@ -588,7 +589,7 @@ async fn jetstream_cli_exit_codes() {
     let (code, _, err) = jetstream_cli(&bad, &["info"]);
     assert_eq!((code, err.lines().count()), (2, 1), "{err}");
     assert!(err.contains("JETSTREAM_MAX_BYTES"), "{err}");
-    let down = format!("nats://127.0.0.1:{}", common::pipeline::free_port());
+    let down = format!("nats://127.0.0.1:{}", crate::support::pipeline::free_port());
     let (code, _, err) = jetstream_cli(&admin_vars(&s, &[("NATS_URL", &down)]), &["setup"]);
     assert_eq!((code, err.lines().count()), (1, 1), "{err}");
     assert!(err.contains("cannot connect to NATS"), "{err}");

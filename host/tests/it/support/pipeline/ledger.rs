@@ -248,7 +248,7 @@ fn stored_row(r: &sqlx::postgres::PgRow) -> RowFields {
 }
 
 /// What the spec says an event's row holds.
-pub fn expected_row(ev: &Value) -> RowFields {
+fn expected_row(ev: &Value) -> RowFields {
     let s = |v: &Value| v.as_str().map(str::to_string);
     let (user, eng) = (&ev["data"]["user"], &ev["data"]["engagement"]);
     let (source, stage, kind) = (
