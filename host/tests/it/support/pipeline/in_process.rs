@@ -3,7 +3,10 @@
 //! gets. Each app has its own runtime on its own thread (a test's runtime
 //! and its blocking calls never starve it) and logs JSON lines to its own
 //! file, as a subprocess does. The only place that uses `startup::App`.
-use events_common::config::Vars;
+use events_common::{
+    config::{LogFilter, Vars},
+    service::Listeners,
+};
 use events_host::{
     config::{HostConfig, Role},
     startup,
@@ -20,7 +23,6 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{dispatcher::DefaultGuard, Dispatch};
-use tracing_subscriber::EnvFilter;
 
 /// A running in-process app: stopped gracefully by [`InProcess::stop`],
 /// dropped without waiting for in-flight work (as a SIGKILL would).
@@ -146,19 +148,17 @@ async fn serve(
     stop: CancellationToken,
 ) -> Result<(), String> {
     let tokio_listener = |l: TcpListener| tokio::net::TcpListener::from_std(l).expect("listener");
-    let build = startup::build(
-        config,
-        tokio_listener(listener),
-        metrics.map(tokio_listener),
-    );
+    let listeners = Listeners {
+        main: tokio_listener(listener),
+        metrics: metrics.map(tokio_listener),
+    };
+    let build = startup::build(config, listeners);
     let app = tokio::select! {
         app = build => app.map_err(|e| format!("startup failed: {e:#}"))?,
         _ = stop.cancelled() => return Ok(()),
     };
     stop.cancelled().await;
-    app.stop.cancel();
-    app.wait().await;
-    Ok(())
+    app.stop().await.map_err(|e| format!("server failed: {e}"))
 }
 
 thread_local! {
@@ -174,7 +174,7 @@ fn set_thread_dispatch(dispatch: Option<&Dispatch>) {
 
 /// JSON lines to `log` (appended), as `events_common::telemetry` writes them
 /// to a subprocess's stderr.
-fn log_dispatch(level: &str, log: &Path) -> Dispatch {
+fn log_dispatch(level: &LogFilter, log: &Path) -> Dispatch {
     let file = File::options()
         .create(true)
         .append(true)
@@ -185,7 +185,7 @@ fn log_dispatch(level: &str, log: &Path) -> Dispatch {
         .with_current_span(true)
         .with_span_list(false)
         .with_target(true)
-        .with_env_filter(EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(level.filter())
         .with_writer(Arc::new(file))
         .finish();
     Dispatch::new(subscriber)
