@@ -41,6 +41,10 @@ async fn stream_leader(p: &Pipeline) -> Option<(String, usize)> {
     Some((leader, info.config.num_replicas))
 }
 
+/// The gateways' request deadline in the election tests: long enough for an
+/// election on a busy CI machine, below the load client's 60 s timeout.
+const ELECTION_PROOF_DEADLINE: (&str, &str) = ("GATEWAY_REQUEST_TIMEOUT_MS", "45000");
+
 /// A 3-node JetStream cluster, R3 streams, the events stream's leader
 /// killed with SIGKILL under load: every POST is still answered 200 (the
 /// gateway rides the election inside its request deadline) and the ledger
@@ -51,7 +55,10 @@ async fn nats_cluster_stream_leader_killed_under_load() {
     let nats_url = format!("nats://127.0.0.1:{},{}", free_port(), cluster.urls());
     let p = Pipeline::new("fault_cluster", SHARED_PG, &nats_url).await;
     let replicas = [("JETSTREAM_REPLICAS", "3")];
-    let gw = p.start("gateway", "gateway", &replicas).await;
+    // The election's length depends on how busy the machine is; the test
+    // proves the gateway rides it out, so its deadline is not the limit.
+    let gw_env = [("JETSTREAM_REPLICAS", "3"), ELECTION_PROOF_DEADLINE];
+    let gw = p.start("gateway", "gateway", &gw_env).await;
     let _col = p.start("collector", "collector", &replicas).await;
     let (leader, count) = stream_leader(&p).await.expect("clustered stream");
     assert_eq!(count, 3, "the events stream is created with 3 replicas");
@@ -90,14 +97,14 @@ async fn reported_total(p: &Pipeline, reporter: &Host) -> Option<i64> {
 /// exact, and the reporter on the replica reports the same total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_survives_a_leader_kill_a_gateway_kill_and_a_node_restart() {
-    let deadline = Duration::from_secs(20);
+    let deadline = Duration::from_millis(ELECTION_PROOF_DEADLINE.1.parse().unwrap());
     let mut cluster = NatsCluster::start(3);
     let primary = Postgres::start();
     let p = Pipeline::new("scale_out", &primary.base_url(), &cluster.urls()).await;
     let replica = Postgres::replica_of(&primary);
-    let r3 = [("JETSTREAM_REPLICAS", "3")];
-    let mut gw1 = p.start_process("gateway-1", "gateway", &r3).await;
-    let gw2 = p.start("gateway-2", "gateway", &r3).await;
+    let gw_env = [("JETSTREAM_REPLICAS", "3"), ELECTION_PROOF_DEADLINE];
+    let mut gw1 = p.start_process("gateway-1", "gateway", &gw_env).await;
+    let gw2 = p.start("gateway-2", "gateway", &gw_env).await;
     let mut collectors = Vec::new();
     for (i, source) in [
         (1, "facebook"),
