@@ -11,7 +11,7 @@ use std::{
 use deploy_tests::{env_or, free_port, get, read, repo_root, run, scalar, skip, strings};
 use serde_yaml::Value as Yaml;
 
-use crate::{
+use super::{
     compose::{bind_mounts, depends_on, env_of, named_volumes, pg_host, service, services},
     temp_dir, PG_BIN, PRIMARY_INIT, REPLICA_ENTRYPOINT,
 };

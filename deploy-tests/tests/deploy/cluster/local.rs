@@ -14,7 +14,7 @@ use deploy_tests::{
     missing_binaries, ready, repo_root, running, skip, ScriptRun,
 };
 
-use crate::{temp_dir, COLLECTORS, GATEWAYS, NATS_NODES, PG_BIN, SCRIPT};
+use super::{temp_dir, COLLECTORS, GATEWAYS, NATS_NODES, PG_BIN, SCRIPT};
 
 /// Generous: debug binaries on a busy machine.
 const DEADLINE: Duration = Duration::from_secs(150);

@@ -14,7 +14,7 @@ use deploy_tests::{
 };
 use serde_yaml::Value as Yaml;
 
-use crate::{
+use super::{
     compose::{bind_mounts, env_of, nats_client_addrs, pg_host, service, services, url_list},
     temp_dir, CLUSTER, COLLECTORS, GATEWAYS, HAPROXY_CFG, NATS_CONF, PROMETHEUS,
 };

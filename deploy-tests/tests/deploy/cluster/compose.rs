@@ -12,7 +12,7 @@ use deploy_tests::{
 };
 use serde_yaml::Value as Yaml;
 
-use crate::{CLUSTER, COLLECTORS, GATEWAYS, NATS_CONF, NATS_NODES};
+use super::{CLUSTER, COLLECTORS, GATEWAYS, NATS_CONF, NATS_NODES};
 
 /// The services of the cluster file besides NATS, gateways and collectors.
 const OTHER_SERVICES: [&str; 7] = [
