@@ -2,12 +2,11 @@
 //! summary's counts, validation, access and OpenAPI. Dead letters are
 //! inserted with plain SQL; every expectation is computed in Rust from the
 //! inserted rows, never by the reporter's SQL.
-mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use support::{at, TestApp};
+use crate::support::{at, TestApp};
 
 /// A dead letter as inserted (the id is the database's).
 #[derive(Debug, Clone)]

@@ -1,15 +1,14 @@
 //! Property-style: on randomized data (duplicates, out-of-order batches,
 //! microsecond edges, deletes and updates), every report equals the raw
 //! computation and every rollup row equals a recount of the raw events.
-mod support;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use rust_decimal::Decimal;
 use sqlx::Connection;
 use std::collections::BTreeMap;
-use support::model::{demographics_report, events_report, revenue_report, Query};
-use support::{at, recount, Event, TestApp};
+use crate::support::model::{demographics_report, events_report, revenue_report, Query};
+use crate::support::{at, recount, Event, TestApp};
 
 fn seed() -> u64 {
     let seed = std::env::var("PROPTEST_SEED")
@@ -370,8 +369,8 @@ fn spread_event(rng: &mut StdRng, id: usize) -> Event {
 #[tokio::test]
 async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
     let mut rng = StdRng::seed_from_u64(seed());
-    let db = support::create_database().await;
-    let url = format!("{}/{db}", support::base_url());
+    let db = crate::support::create_database().await;
+    let url = format!("{}/{db}", crate::support::base_url());
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&url)
@@ -396,7 +395,7 @@ async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
     for chunk in events.chunks(300) {
         let mut batch = chunk.to_vec();
         batch.push(events[rng.gen_range(0..events.len())].clone());
-        support::insert_before_partitioning(&pool, &batch).await;
+        crate::support::insert_before_partitioning(&pool, &batch).await;
         for e in batch {
             kept.entry(e.event_id.clone()).or_insert(e);
         }
@@ -459,7 +458,7 @@ async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
     .expect("privileges");
     assert_eq!(granted, (true, true));
     app.cleanup().await;
-    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", support::base_url()))
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", crate::support::base_url()))
         .await
         .expect("admin");
     sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
@@ -576,7 +575,7 @@ async fn concurrent_overlapping_batches_store_each_event_once() {
     let app = TestApp::spawn().await;
     let other = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect(&format!("{}/{}", support::base_url(), app.db_name))
+        .connect(&format!("{}/{}", crate::support::base_url(), app.db_name))
         .await
         .expect("second pool");
     let mut stored: BTreeMap<String, Event> = BTreeMap::new();
@@ -599,7 +598,7 @@ async fn concurrent_overlapping_batches_store_each_event_once() {
             .chain((base + 600..base + 900).map(|i| spread_event(&mut rng, i)))
             .collect();
         b.shuffle(&mut rng);
-        let (na, nb) = tokio::join!(app.insert(&a), support::insert(&other, &b));
+        let (na, nb) = tokio::join!(app.insert(&a), crate::support::insert(&other, &b));
         new_total += na + nb;
         let rows: Vec<(String, DateTime<Utc>)> =
             sqlx::query_as("SELECT event_id, occurred_at FROM events")
