@@ -2,6 +2,7 @@
 //! primary + hot standby instances (`events_testkit::Postgres`), migrations and
 //! inserts on the primary only.
 
+use crate::support::Event;
 use events_reporter::{
     config::Config,
     startup::{self, App, StartupError},
@@ -13,7 +14,6 @@ use std::{
     future::Future,
     time::{Duration, Instant},
 };
-use crate::support::Event;
 
 const PATHS: [&str; 3] = [
     "/api/v1/reports/events?from=2024-01-01&to=2024-02-01",

@@ -1,13 +1,13 @@
 //! The revenue report: exact money, campaigns, windows.
 
+use crate::support::model::{revenue_report, Query};
+use crate::support::{at, Event, TestApp};
 use events_common::{
     db::events::{insert_events, NewEvent},
     funnel::FunnelStage,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rust_decimal::Decimal;
-use crate::support::model::{revenue_report, Query};
-use crate::support::{at, Event, TestApp};
 
 const PATH: &str = "/api/v1/reports/revenue";
 

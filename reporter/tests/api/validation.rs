@@ -1,7 +1,7 @@
 //! Every invalid parameter value gives 400 with the JSON error naming it.
 
-use serde_json::Value;
 use crate::support::TestApp;
+use serde_json::Value;
 
 const REPORTS: [&str; 3] = ["events", "revenue", "demographics"];
 
