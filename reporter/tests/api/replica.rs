@@ -1,8 +1,8 @@
 //! The reporter on a streaming replica (`REPORTER_DATABASE_URL`): private
 //! primary + hot standby instances (`events_testkit::Postgres`), migrations and
 //! inserts on the primary only.
-mod support;
 
+use crate::support::Event;
 use events_reporter::{
     config::Config,
     startup::{self, App, StartupError},
@@ -14,7 +14,6 @@ use std::{
     future::Future,
     time::{Duration, Instant},
 };
-use support::Event;
 
 const PATHS: [&str; 3] = [
     "/api/v1/reports/events?from=2024-01-01&to=2024-02-01",
@@ -190,7 +189,7 @@ async fn a_reporter_on_a_replica_reports_the_primarys_data_and_its_lag() {
         .await
         .expect("reporter on the primary");
 
-    support::insert(&writer, &batch("a", 200)).await;
+    crate::support::insert(&writer, &batch("a", 200)).await;
     let bodies = replica_catches_up(&on_replica, &on_primary).await;
     assert_eq!(bodies[0]["totalEvents"], 200, "{}", bodies[0]);
     assert_eq!(bodies[1]["transactions"], 100, "{}", bodies[1]);
@@ -226,7 +225,7 @@ async fn a_reporter_on_a_replica_reports_the_primarys_data_and_its_lag() {
         .execute(&standby)
         .await
         .expect("pause replay");
-    support::insert(&writer, &batch("b", 50)).await;
+    crate::support::insert(&writer, &batch("b", 50)).await;
     let (_, lagging) = eventually(
         "not ready while lagging",
         Duration::from_secs(15),

@@ -1,14 +1,13 @@
 //! The revenue report: exact money, campaigns, windows.
-mod support;
 
+use crate::support::model::{revenue_report, Query};
+use crate::support::{at, Event, TestApp};
 use events_common::{
     db::events::{insert_events, NewEvent},
     funnel::FunnelStage,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rust_decimal::Decimal;
-use support::model::{revenue_report, Query};
-use support::{at, Event, TestApp};
 
 const PATH: &str = "/api/v1/reports/revenue";
 
@@ -235,7 +234,7 @@ async fn amounts_past_28_digits_are_summed_exactly() {
     // By hand (a test event's amount is a Rust decimal): the months'
     // partitions first, as every writer must, then the collectors' statement.
     let times: Vec<_> = rows.iter().map(|(_, t, _)| at(t)).collect();
-    support::ensure_partitions(&app.pool, &times).await;
+    crate::support::ensure_partitions(&app.pool, &times).await;
     let events: Vec<NewEvent> = rows
         .iter()
         .zip(times)

@@ -1,7 +1,6 @@
 //! Health, metrics, OpenAPI, access control, correlation ids, shutdown.
-mod support;
 
-use support::{Event, TestApp};
+use crate::support::{Event, TestApp};
 
 #[tokio::test]
 async fn health_endpoints() {
@@ -192,7 +191,7 @@ async fn reports_stay_consistent_while_inserting() {
                     )
                 })
                 .collect();
-            support::insert(&pool, &batch).await;
+            crate::support::insert(&pool, &batch).await;
         }
     });
     for _ in 0..20 {
@@ -231,7 +230,7 @@ async fn a_read_only_role_is_enough() {
     ] {
         sqlx::query(&sql).execute(&owner.pool).await.expect(&sql);
     }
-    let url = format!("{}/{}", support::base_url(), owner.db_name)
+    let url = format!("{}/{}", crate::support::base_url(), owner.db_name)
         .replace("postgres@", &format!("{role}@"));
     let config = events_reporter::config::Config::from_source(&std::collections::HashMap::from([
         ("DATABASE_URL".to_string(), url),
@@ -268,7 +267,7 @@ async fn a_read_only_role_is_enough() {
     owner.cleanup().await;
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
         "{}/postgres",
-        support::base_url()
+        crate::support::base_url()
     ))
     .await
     .expect("admin");

@@ -1,8 +1,7 @@
 //! Every invalid parameter value gives 400 with the JSON error naming it.
-mod support;
 
+use crate::support::TestApp;
 use serde_json::Value;
-use support::TestApp;
 
 const REPORTS: [&str; 3] = ["events", "revenue", "demographics"];
 

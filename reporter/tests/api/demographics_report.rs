@@ -1,8 +1,7 @@
 //! The demographics report: sections, buckets, top lists.
-mod support;
 
-use support::model::{demographics_report, Query};
-use support::{Event, TestApp};
+use crate::support::model::{demographics_report, Query};
+use crate::support::{Event, TestApp};
 
 const PATH: &str = "/api/v1/reports/demographics";
 

@@ -1,6 +1,5 @@
 //! Test harness: a fresh database per test, the app on a random port, and
 //! events inserted through the collectors' own statement.
-#![allow(dead_code)]
 pub mod model;
 pub mod recount;
 

@@ -1,9 +1,8 @@
 //! The events report against a real database, compared with expectations
 //! computed in Rust (`support::model`).
-mod support;
 
-use support::model::{events_report, Query};
-use support::{at, stored, Event, TestApp};
+use crate::support::model::{events_report, Query};
+use crate::support::{at, stored, Event, TestApp};
 
 const PATH: &str = "/api/v1/reports/events";
 
