@@ -3,8 +3,8 @@
 //! dashboards ([`grafana`]), pulling metric names out of PromQL
 //! ([`promql`]) and reading the README ([`readme`]).
 //!
-//! The tests themselves live in `tests/compose.rs`, `tests/dashboards.rs`,
-//! `tests/prometheus_e2e.rs`, `tests/dev_script.rs` and `tests/cluster/`;
+//! The tests themselves are one binary, `tests/deploy/`, with the modules
+//! `compose/`, `dashboards/`, `prometheus_e2e/`, `dev_script` and `cluster/`;
 //! [`local`] and [`script`] serve the ones that run the services natively.
 
 pub mod compose;
