@@ -100,6 +100,9 @@ struct Target {
     count: i64,
 }
 
+/// One scenario's timings on one database: key, p50, p95, max (ms).
+type Row = (String, f64, f64, f64);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<(String, String)> = std::env::args()
@@ -113,6 +116,21 @@ async fn main() -> anyhow::Result<()> {
         !args.is_empty(),
         "usage: report-bench LABEL=DATABASE_URL ..."
     );
+    let (targets, span) = start_targets(args).await?;
+    let (first, last) = span.ok_or_else(|| anyhow::anyhow!("no events"))?;
+    let results = measure(&targets, first, last).await?;
+    print_results(&targets, &results);
+    for t in targets {
+        t.app.stop().await?;
+    }
+    Ok(())
+}
+
+/// A reporter in-process per database, and the first database's time span
+/// (every database is queried over the same windows).
+async fn start_targets(
+    args: Vec<(String, String)>,
+) -> anyhow::Result<(Vec<Target>, Option<(DateTime<Utc>, DateTime<Utc>)>)> {
     let mut targets = Vec::new();
     let mut span = None;
     for (label, url) in args {
@@ -130,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         pool.close().await;
         println!("{label}: {count} events, {first:?} .. {last:?}");
-        // Same windows for every database (the first one's span).
         if span.is_none() {
             span = first.zip(last);
         }
@@ -141,12 +158,19 @@ async fn main() -> anyhow::Result<()> {
             count,
         });
     }
-    let (first, last) = span.ok_or_else(|| anyhow::anyhow!("no events"))?;
+    Ok((targets, span))
+}
+
+/// Every scenario on every target. Requests alternate between the
+/// databases, so that noise from other work on the machine hits every
+/// dataset alike and the ratios compare like with like.
+async fn measure(
+    targets: &[Target],
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+) -> anyhow::Result<Vec<Vec<Row>>> {
     let client = reqwest::Client::new();
-    // Requests alternate between the databases, so that noise from other
-    // work on the machine hits every dataset alike and the ratios compare
-    // like with like.
-    let mut results: Vec<Vec<(String, f64, f64, f64)>> = vec![Vec::new(); targets.len()];
+    let mut results: Vec<Vec<Row>> = vec![Vec::new(); targets.len()];
     for s in scenarios(first, last) {
         let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(REQUESTS); targets.len()];
         for i in 0..WARMUP + REQUESTS {
@@ -169,7 +193,12 @@ async fn main() -> anyhow::Result<()> {
             results[t].push((key.clone(), stats.0, stats.1, stats.2));
         }
     }
-    for (target, rows) in targets.iter().zip(&results) {
+    Ok(results)
+}
+
+/// A table per database, then the p95 ratios of the last to the first.
+fn print_results(targets: &[Target], results: &[Vec<Row>]) {
+    for (target, rows) in targets.iter().zip(results) {
         println!(
             "\n== {}: {} events, {REQUESTS} requests each ==",
             target.label, target.count
@@ -182,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{key} {p50:>8.2} {p95:>8.2} {max:>8.2}");
         }
     }
-    if let ([small, .., big], [a, .., b]) = (targets.as_slice(), results.as_slice()) {
+    if let ([small, .., big], [a, .., b]) = (targets, results) {
         println!("\n== p95({}) / p95({}) ==", big.label, small.label);
         let mut worst: f64 = 0.0;
         for ((key, _, pa, _), (_, _, pb, _)) in a.iter().zip(b) {
@@ -192,8 +221,4 @@ async fn main() -> anyhow::Result<()> {
         }
         println!("worst ratio: {worst:.2}");
     }
-    for t in targets {
-        t.app.stop().await?;
-    }
-    Ok(())
 }
