@@ -36,6 +36,11 @@ pub struct NewEvent<'a> {
     pub raw: &'a str,
     pub plugin_name: &'a str,
     pub plugin_version: &'a str,
+    /// Lowercase hex SHA-256 of the plugin's component file; `None` only
+    /// for rows not written by a plugin (tests standing in for one).
+    pub plugin_digest: Option<&'a str>,
+    /// The WIT contract version the plugin spoke (`0.2.0`, `0.1.0`).
+    pub wit_version: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
 }
 
@@ -45,15 +50,15 @@ impl NewEvent<'_> {
     }
 }
 
-/// Claims and inserts `$1..$18` as bound by [`EventColumns::bind`].
+/// Claims and inserts `$1..$20` as bound by [`EventColumns::bind`].
 const INSERT_EVENTS: &str = "WITH batch AS (
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
                               $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[],
                               $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[],
-                              $17::text[], $18::text[])
+                              $17::text[], $18::text[], $19::text[], $20::text[])
               AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
                    campaign_id, age, gender, country, city, followers, device, raw,
-                   plugin_name, plugin_version, correlation_id)
+                   plugin_name, plugin_version, plugin_digest, wit_version, correlation_id)
      ), claimed AS (
          INSERT INTO event_claims (source, event_id, occurred_at)
          SELECT source, event_id, occurred_at FROM batch
@@ -62,10 +67,11 @@ const INSERT_EVENTS: &str = "WITH batch AS (
      )
      INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue,
                          campaign_id, age, gender, country, city, followers, device, raw,
-                         plugin_name, plugin_version, correlation_id)
+                         plugin_name, plugin_version, plugin_digest, wit_version, correlation_id)
      SELECT b.event_id, b.source, b.funnel_stage, b.event_type, b.occurred_at, b.user_id,
             b.revenue::numeric, b.campaign_id, b.age, b.gender, b.country, b.city, b.followers,
-            b.device, b.raw::json, b.plugin_name, b.plugin_version, b.correlation_id
+            b.device, b.raw::json, b.plugin_name, b.plugin_version, b.plugin_digest,
+            b.wit_version, b.correlation_id
      FROM batch b JOIN claimed c USING (source, event_id)";
 
 /// Inserts the rows; returns how many were new (the rest were duplicates,
@@ -118,6 +124,8 @@ pub struct EventColumns<'a> {
     raw: Vec<&'a str>,
     plugin_name: Vec<&'a str>,
     plugin_version: Vec<&'a str>,
+    plugin_digest: Vec<Option<&'a str>>,
+    wit_version: Vec<Option<&'a str>>,
     correlation_id: Vec<Option<&'a str>>,
 }
 
@@ -146,12 +154,14 @@ impl<'a> EventColumns<'a> {
             c.raw.push(r.raw);
             c.plugin_name.push(r.plugin_name);
             c.plugin_version.push(r.plugin_version);
+            c.plugin_digest.push(r.plugin_digest);
+            c.wit_version.push(r.wit_version);
             c.correlation_id.push(r.correlation_id);
         }
         c
     }
 
-    /// Binds the columns as `$1..$18`: text arrays except `occurred_at`
+    /// Binds the columns as `$1..$20`: text arrays except `occurred_at`
     /// (`timestamptz[]`), `age` (`int4[]`) and `followers` (`int8[]`);
     /// `revenue` and `raw` are text for the statement to cast.
     pub fn bind(self, query: Query<'a, Postgres, PgArguments>) -> Query<'a, Postgres, PgArguments> {
@@ -173,6 +183,8 @@ impl<'a> EventColumns<'a> {
             .bind(self.raw)
             .bind(self.plugin_name)
             .bind(self.plugin_version)
+            .bind(self.plugin_digest)
+            .bind(self.wit_version)
             .bind(self.correlation_id)
     }
 }
@@ -200,6 +212,8 @@ mod tests {
             raw: "{}",
             plugin_name: "p",
             plugin_version: "1.0.0",
+            plugin_digest: None,
+            wit_version: None,
             correlation_id: None,
         }
     }

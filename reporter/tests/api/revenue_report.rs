@@ -256,6 +256,8 @@ async fn amounts_past_28_digits_are_summed_exactly() {
             raw: "{}",
             plugin_name: "facebook",
             plugin_version: "1.0.0",
+            plugin_digest: None,
+            wit_version: None,
             correlation_id: None,
         })
         .collect();

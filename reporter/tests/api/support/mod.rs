@@ -257,8 +257,8 @@ pub async fn insert_before_partitioning(pool: &PgPool, events: &[Event]) -> u64 
         .rows_affected()
 }
 
-/// The parameters are [`EventColumns`]' (`correlation_id`, `$18`, is left
-/// out as the collectors then did).
+/// The parameters are [`EventColumns`]' (`plugin_digest`, `wit_version` and
+/// `correlation_id`, `$18..$20`, are left out as the collectors then did).
 const PRE_PARTITIONING_INSERT: &str =
     "INSERT INTO events (event_id, source, funnel_stage, event_type, occurred_at, user_id, \
      revenue, campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
@@ -268,10 +268,11 @@ const PRE_PARTITIONING_INSERT: &str =
      plugin_version \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
      $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[], \
-     $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[]) \
+     $13::int8[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+     $19::text[], $20::text[]) \
      AS t(event_id, source, funnel_stage, event_type, occurred_at, user_id, revenue, \
      campaign_id, age, gender, country, city, followers, device, raw, plugin_name, \
-     plugin_version, correlation_id) \
+     plugin_version, plugin_digest, wit_version, correlation_id) \
      ON CONFLICT (source, event_id) DO NOTHING";
 
 /// What a test event stores beyond its own fields, derived from it.
@@ -315,6 +316,8 @@ fn rows<'a>(events: &'a [Event], texts: &'a [EventTexts]) -> Vec<NewEvent<'a>> {
             raw: &t.raw,
             plugin_name: &t.plugin_name,
             plugin_version: "1.0.0",
+            plugin_digest: None,
+            wit_version: None,
             correlation_id: None,
         })
         .collect()
