@@ -38,10 +38,11 @@ impl Loaded {
         let id = self.plugin.identity();
         println!("component: {}", self.component.display());
         println!(
-            "identity:  name={} version={} source={} (contract marketing:events@{})",
+            "identity:  name={} version={} source={} sha256={} (contract marketing:events@{})",
             id.name,
             id.version,
             id.source,
+            self.plugin.digest(),
             self.plugin.contract_version()
         );
         println!("loaded in: {:.1} ms", self.load_time.as_secs_f64() * 1000.0);

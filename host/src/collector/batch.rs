@@ -4,7 +4,7 @@ use super::{Collector, Metrics};
 use crate::{
     db::{DeadLetter, EventRow},
     nats::CORRELATION_HEADER,
-    plugins::{CallError, EventResult, Identity, Plugin},
+    plugins::{CallError, EventResult, Lineage, Plugin},
     wire::{self, FramingError, COUNT_HEADER},
 };
 use async_nats::jetstream::{message::AckKind, Message};
@@ -102,6 +102,8 @@ pub(super) fn exhausted_letters(
                     raw,
                     plugin_name: None,
                     plugin_version: None,
+                    plugin_digest: None,
+                    wit_version: None,
                     correlation_id: correlation_id.map(str::to_string),
                     dedup_key: Some(format!("{msg_id}:{index}")),
                 }
@@ -134,6 +136,8 @@ fn corrupt_slice_letter(
         raw: format!("hex:{}", hex::encode(payload)),
         plugin_name: None,
         plugin_version: None,
+        plugin_digest: None,
+        wit_version: None,
         correlation_id,
         dedup_key: Some(format!("{msg_id}:slice")),
     }
@@ -157,6 +161,8 @@ impl Event<'_> {
             raw,
             plugin_name: None,
             plugin_version: None,
+            plugin_digest: None,
+            wit_version: None,
             correlation_id: self.from.correlation_id.clone(),
             dedup_key: Some(format!("{}:{}", self.from.msg_id, self.index)),
         }
@@ -258,7 +264,7 @@ pub async fn process(c: &Collector, source: &str, plugin: Arc<Plugin>, batch: Ve
     let texts = readable(source, &events, &mut dead);
     let bytes: Vec<Bytes> = texts.iter().map(|(e, _)| e.bytes.clone()).collect();
     let verdicts = normalize(&plugin, &bytes).await;
-    let rows = sort_verdicts(source, plugin.identity(), &texts, &verdicts, &mut dead);
+    let rows = sort_verdicts(source, plugin.lineage(), &texts, &verdicts, &mut dead);
 
     let Some(written) = super::write::write(c, source, &batch, &rows, &dead).await else {
         // Shutting down mid-retry: hand the batch back for redelivery.
@@ -313,7 +319,7 @@ fn readable<'a>(
 /// rejected or failed on go to `dead`.
 fn sort_verdicts<'a>(
     source: &str,
-    id: &'a Identity,
+    id: &'a Lineage,
     texts: &[(&'a Event<'a>, &'a str)],
     verdicts: &'a [Result<EventResult, CallError>],
     dead: &mut Vec<DeadLetter>,
@@ -335,12 +341,14 @@ fn sort_verdicts<'a>(
             }
             Err(e) => (
                 "delivery",
-                serde_json::json!([{"field": "$", "message": format!("plugin {} failed on this event ({}): {e}", id, e.kind())}]),
+                serde_json::json!([{"field": "$", "message": format!("plugin {} failed on this event ({}): {e}", id.identity, e.kind())}]),
             ),
         };
         let mut letter = event.dead_letter(source, stage, reasons);
-        letter.plugin_name = Some(id.name.clone());
-        letter.plugin_version = Some(id.version.clone());
+        letter.plugin_name = Some(id.identity.name.clone());
+        letter.plugin_version = Some(id.identity.version.clone());
+        letter.plugin_digest = Some(id.digest.clone());
+        letter.wit_version = Some(id.wit_version.clone());
         dead.push(letter);
     }
     rows

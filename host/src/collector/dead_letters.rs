@@ -109,6 +109,8 @@ fn letter(m: &Message) -> DeadLetter {
         raw: String::from_utf8_lossy(&m.payload).into_owned(),
         plugin_name: None,
         plugin_version: None,
+        plugin_digest: None,
+        wit_version: None,
         correlation_id: None,
         dedup_key: None,
     });

@@ -12,6 +12,13 @@ pub struct DeadLetter {
     pub raw: String,
     pub plugin_name: Option<String>,
     pub plugin_version: Option<String>,
+    /// Lowercase hex SHA-256 of the plugin's component file (plugin-stage
+    /// letters); `None` where no plugin ran.
+    #[serde(default)]
+    pub plugin_digest: Option<String>,
+    /// The WIT contract version the plugin spoke; `None` where no plugin ran.
+    #[serde(default)]
+    pub wit_version: Option<String>,
     pub correlation_id: Option<String>,
     /// Identifies the message it came from; a redelivery is not stored twice.
     pub dedup_key: Option<String>,
@@ -32,6 +39,8 @@ impl DeadLetter {
             &mut d.event_id,
             &mut d.plugin_name,
             &mut d.plugin_version,
+            &mut d.plugin_digest,
+            &mut d.wit_version,
             &mut d.correlation_id,
             &mut d.dedup_key,
         ] {
@@ -89,10 +98,14 @@ pub async fn insert_dead_letters(
     let reasons: Vec<String> = letters.iter().map(|l| l.reasons.to_string()).collect();
     let raw: Vec<&str> = letters.iter().map(|l| l.raw.as_str()).collect();
     let result = sqlx::query(
-        "INSERT INTO dead_letters (stage, source, event_id, reasons, raw, plugin_name, plugin_version, correlation_id, dedup_key)
-         SELECT stage, source, event_id, reasons::jsonb, raw, plugin_name, plugin_version, correlation_id, dedup_key
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-              AS t(stage, source, event_id, reasons, raw, plugin_name, plugin_version, correlation_id, dedup_key)
+        "INSERT INTO dead_letters (stage, source, event_id, reasons, raw, plugin_name, plugin_version,
+                                   plugin_digest, wit_version, correlation_id, dedup_key)
+         SELECT stage, source, event_id, reasons::jsonb, raw, plugin_name, plugin_version,
+                plugin_digest, wit_version, correlation_id, dedup_key
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[])
+              AS t(stage, source, event_id, reasons, raw, plugin_name, plugin_version,
+                   plugin_digest, wit_version, correlation_id, dedup_key)
          ON CONFLICT (dedup_key) DO NOTHING",
     )
     .bind(col(|l| Some(l.stage.as_str())))
@@ -102,6 +115,8 @@ pub async fn insert_dead_letters(
     .bind(&raw)
     .bind(col(|l| l.plugin_name.as_deref()))
     .bind(col(|l| l.plugin_version.as_deref()))
+    .bind(col(|l| l.plugin_digest.as_deref()))
+    .bind(col(|l| l.wit_version.as_deref()))
     .bind(col(|l| l.correlation_id.as_deref()))
     .bind(col(|l| l.dedup_key.as_deref()))
     .execute(&mut **tx)
@@ -123,6 +138,8 @@ mod tests {
             raw: "{\"eventId\":\"a\\u0000\"}\0".into(),
             plugin_name: None,
             plugin_version: None,
+            plugin_digest: None,
+            wit_version: None,
             correlation_id: None,
             dedup_key: Some("m:0".into()),
         };

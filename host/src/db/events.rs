@@ -2,7 +2,7 @@
 //! ([`events_common::db::events`]: claims in `event_claims`, first valid
 //! write wins). The months' partitions must exist first: see
 //! [`super::ensure_partitions`].
-use crate::plugins::{Identity, NormalizedEvent};
+use crate::plugins::{Lineage, NormalizedEvent};
 use events_common::db::events::{self as shared, NewEvent};
 use sqlx::{Postgres, Transaction};
 
@@ -11,7 +11,8 @@ pub struct EventRow<'a> {
     pub event: &'a NormalizedEvent,
     /// The event's exact bytes as the gateway received them.
     pub raw: &'a str,
-    pub plugin: &'a Identity,
+    /// The plugin that normalized it: name, version, file digest, contract.
+    pub plugin: &'a Lineage,
     pub correlation_id: Option<&'a str>,
 }
 
@@ -35,8 +36,10 @@ impl<'a> EventRow<'a> {
             followers: e.followers.and_then(|f| i64::try_from(f).ok()),
             device: e.device.as_deref(),
             raw: self.raw,
-            plugin_name: &self.plugin.name,
-            plugin_version: &self.plugin.version,
+            plugin_name: &self.plugin.identity.name,
+            plugin_version: &self.plugin.identity.version,
+            plugin_digest: Some(&self.plugin.digest),
+            wit_version: Some(&self.plugin.wit_version),
             correlation_id: self.correlation_id,
         }
     }

@@ -251,6 +251,8 @@ fn dead_letter(env: &envelope::Envelope, payload: &[u8], max: usize, cid: &str) 
         raw,
         plugin_name: None,
         plugin_version: None,
+        plugin_digest: None,
+        wit_version: None,
         correlation_id: Some(cut(cid, 256)),
         dedup_key: None,
     }

@@ -17,7 +17,7 @@ use super::{
     error::{CallError, PluginError},
     limits::{Limits, StoreState},
     metrics::PluginMetrics,
-    types::{EventResult, Identity},
+    types::{EventResult, Identity, Lineage},
 };
 use std::{
     path::{Path, PathBuf},
@@ -43,7 +43,8 @@ struct Warm {
 }
 
 pub struct Plugin {
-    identity: Identity,
+    /// Who it is, the digest of its file, its contract version.
+    lineage: Lineage,
     path: PathBuf,
     pre: PluginPre,
     engine: wasmtime::Engine,
@@ -58,7 +59,7 @@ pub struct Plugin {
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
-            .field("identity", &self.identity)
+            .field("lineage", &self.lineage)
             .field("path", &self.path)
             .finish()
     }
@@ -77,6 +78,8 @@ impl Plugin {
             path: path.to_path_buf(),
             source,
         })?;
+        // Of the file's bytes, whether or not the compiled artifact is cached.
+        let digest = Lineage::digest_of(&bytes);
         let (component, from_cache) = engine.compile(&bytes, path)?;
         let pre = linker
             .instantiate_pre(&component)
@@ -88,11 +91,16 @@ impl Plugin {
             path: path.to_path_buf(),
             message,
         })?;
+        let wit_version = pre.version().to_string();
         let mut plugin = Self {
-            identity: Identity {
-                name: String::new(),
-                version: String::new(),
-                source: String::new(),
+            lineage: Lineage {
+                identity: Identity {
+                    name: String::new(),
+                    version: String::new(),
+                    source: String::new(),
+                },
+                digest,
+                wit_version,
             },
             path: path.to_path_buf(),
             pre,
@@ -123,12 +131,23 @@ impl Plugin {
                 ),
             });
         }
-        plugin.identity = identity;
+        plugin.lineage.identity = identity;
         Ok(plugin)
     }
 
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        &self.lineage.identity
+    }
+
+    /// Its identity, the SHA-256 of its file and its contract version: what
+    /// every row it produces records.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// The lowercase hex SHA-256 of the component file it was loaded from.
+    pub fn digest(&self) -> &str {
+        &self.lineage.digest
     }
 
     pub fn path(&self) -> &Path {
@@ -171,7 +190,7 @@ impl Plugin {
                     .filter(|r| matches!(r, EventResult::Ok(_)))
                     .count();
                 self.metrics.record_call(
-                    &self.identity,
+                    &self.lineage.identity,
                     secs,
                     events.len(),
                     ok,
@@ -179,9 +198,9 @@ impl Plugin {
                 );
             }
             Err(e) => {
-                tracing::warn!(plugin = %self.identity, events = events.len(), kind = e.kind(), error = %e, "plugin call failed");
+                tracing::warn!(plugin = %self.lineage.identity, events = events.len(), kind = e.kind(), error = %e, "plugin call failed");
                 self.metrics
-                    .record_failure(&self.identity, secs, events.len(), e.kind());
+                    .record_failure(&self.lineage.identity, secs, events.len(), e.kind());
             }
         }
         result
@@ -267,7 +286,7 @@ impl Plugin {
         }
         let results = raw
             .into_iter()
-            .map(|r| convert_result(r, &self.identity.source))
+            .map(|r| convert_result(r, &self.lineage.identity.source))
             .collect::<Result<Vec<_>, _>>()
             .map_err(CallError::BadOutput)?;
         self.return_instance(warm);

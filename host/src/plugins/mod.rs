@@ -29,6 +29,6 @@ pub use limits::Limits;
 pub use metrics::PluginMetrics;
 pub use registry::{PluginRuntime, RuntimeConfig};
 pub use types::{
-    is_valid_amount, is_valid_source_name, EventResult, FunnelStage, Identity, Issue,
+    is_valid_amount, is_valid_source_name, EventResult, FunnelStage, Identity, Issue, Lineage,
     NormalizedEvent,
 };

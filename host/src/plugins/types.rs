@@ -20,6 +20,26 @@ impl std::fmt::Display for Identity {
     }
 }
 
+/// Exactly which build of a plugin produced a row: who it says it is, the
+/// SHA-256 of its component file and the WIT contract version it spoke.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lineage {
+    pub identity: Identity,
+    /// Lowercase hex SHA-256 of the `.wasm` file's bytes (not of a cached
+    /// compiled artifact).
+    pub digest: String,
+    /// `0.2.0`, `0.1.0`.
+    pub wit_version: String,
+}
+
+impl Lineage {
+    /// The lowercase hex SHA-256 of a component file's bytes.
+    pub fn digest_of(component: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(component))
+    }
+}
+
 pub use events_common::funnel::FunnelStage;
 
 /// The canonical, source-independent event the reports are computed from.

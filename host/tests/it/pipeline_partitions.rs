@@ -4,7 +4,7 @@ use crate::support::pipeline::{post, wait_until, Pipeline};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use events_host::{
     db::{self, EventRow},
-    plugins::{FunnelStage, Identity, NormalizedEvent},
+    plugins::{FunnelStage, Identity, Lineage, NormalizedEvent},
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -33,11 +33,15 @@ fn event(id: &str, t: DateTime<Utc>, event_type: &str) -> NormalizedEvent {
     }
 }
 
-fn plugin() -> Identity {
-    Identity {
-        name: "facebook".into(),
-        version: "1.0.0".into(),
-        source: "facebook".into(),
+fn plugin() -> Lineage {
+    Lineage {
+        identity: Identity {
+            name: "facebook".into(),
+            version: "1.0.0".into(),
+            source: "facebook".into(),
+        },
+        digest: Lineage::digest_of(b"facebook"),
+        wit_version: "0.2.0".into(),
     }
 }
 

@@ -60,7 +60,7 @@ async fn two_sources_may_use_the_same_event_id() {
 async fn batches_with_the_same_events_in_opposite_orders_do_not_deadlock() {
     use events_host::{
         db::{insert_events, EventRow},
-        plugins::{FunnelStage, Identity, NormalizedEvent},
+        plugins::{FunnelStage, Identity, Lineage, NormalizedEvent},
     };
     let p = Pipeline::shared("insert_order").await;
     events_common::db::migrate(&p.db.pool).await.unwrap();
@@ -84,10 +84,14 @@ async fn batches_with_the_same_events_in_opposite_orders_do_not_deadlock() {
     events_host::db::ensure_partitions(&p.db.pool, [x.occurred_at, y.occurred_at])
         .await
         .unwrap();
-    let plugin = Identity {
-        name: "facebook".into(),
-        version: "1.0.0".into(),
-        source: "facebook".into(),
+    let plugin = Lineage {
+        identity: Identity {
+            name: "facebook".into(),
+            version: "1.0.0".into(),
+            source: "facebook".into(),
+        },
+        digest: Lineage::digest_of(b"facebook"),
+        wit_version: "0.2.0".into(),
     };
     let row = |e| EventRow {
         event: e,
