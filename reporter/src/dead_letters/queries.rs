@@ -9,19 +9,43 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, QueryBuilder};
 use std::collections::BTreeMap;
 
-type ItemRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    serde_json::Value,
-    String,
-    bool,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-);
+/// One row of the list, as selected.
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    id: i64,
+    stage: String,
+    source: Option<String>,
+    event_id: Option<String>,
+    reasons: serde_json::Value,
+    raw: String,
+    raw_truncated: bool,
+    plugin_name: Option<String>,
+    plugin_version: Option<String>,
+    plugin_digest: Option<String>,
+    wit_version: Option<String>,
+    correlation_id: Option<String>,
+    received_at: DateTime<Utc>,
+}
+
+impl From<ItemRow> for DeadLetterItem {
+    fn from(r: ItemRow) -> Self {
+        Self {
+            id: r.id,
+            stage: r.stage,
+            source: r.source,
+            event_id: r.event_id,
+            reasons: r.reasons,
+            raw: r.raw,
+            raw_truncated: r.raw_truncated,
+            plugin_name: r.plugin_name,
+            plugin_version: r.plugin_version,
+            plugin_digest: r.plugin_digest,
+            wit_version: r.wit_version,
+            correlation_id: r.correlation_id,
+            received_at: params::format_time(r.received_at),
+        }
+    }
+}
 
 /// The page after `cursor` (the first without one), `limit` items at most.
 pub(super) async fn list(
@@ -32,11 +56,11 @@ pub(super) async fn list(
 ) -> Result<DeadLetterPage, sqlx::Error> {
     let mut qb = QueryBuilder::new("SELECT id, stage, source, event_id, reasons, left(raw, ");
     qb.push_bind(RAW_MAX_CHARS)
-        .push("), length(raw) > ")
+        .push(") AS raw, length(raw) > ")
         .push_bind(RAW_MAX_CHARS)
         .push(
-            ", plugin_name, plugin_version, correlation_id, received_at \
-             FROM dead_letters WHERE true",
+            " AS raw_truncated, plugin_name, plugin_version, plugin_digest, wit_version, \
+             correlation_id, received_at FROM dead_letters WHERE true",
         );
     f.push(&mut qb);
     if let Some(c) = cursor {
@@ -56,43 +80,14 @@ pub(super) async fn list(
     let next_cursor = match rows.last() {
         Some(last) if more => Some(
             Cursor {
-                received_at: last.10,
-                id: last.0,
+                received_at: last.received_at,
+                id: last.id,
             }
             .encode(),
         ),
         _ => None,
     };
-    let items = rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                stage,
-                source,
-                event_id,
-                reasons,
-                raw,
-                raw_truncated,
-                plugin_name,
-                plugin_version,
-                correlation_id,
-                received_at,
-            )| DeadLetterItem {
-                id,
-                stage,
-                source,
-                event_id,
-                reasons,
-                raw,
-                raw_truncated,
-                plugin_name,
-                plugin_version,
-                correlation_id,
-                received_at: params::format_time(received_at),
-            },
-        )
-        .collect();
+    let items = rows.into_iter().map(DeadLetterItem::from).collect();
     Ok(DeadLetterPage { items, next_cursor })
 }
 

@@ -96,6 +96,15 @@ pub struct DeadLetterItem {
     pub raw_truncated: bool,
     pub plugin_name: Option<String>,
     pub plugin_version: Option<String>,
+    /// Lowercase hex SHA-256 of the plugin component file that refused it;
+    /// null where no plugin ran (gateway and most delivery letters) and for
+    /// letters stored before lineage was recorded.
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub plugin_digest: Option<String>,
+    /// The WIT contract version that plugin spoke (`0.2.0`, `0.1.0`); null
+    /// as `pluginDigest` is.
+    #[schema(example = "0.2.0")]
+    pub wit_version: Option<String>,
     pub correlation_id: Option<String>,
     /// When the refusal was stored, UTC.
     #[schema(format = DateTime)]

@@ -1,6 +1,7 @@
 //! Access and description: the report token guards dead letters, OpenAPI
 //! documents them, and their requests are counted in the metrics.
 use crate::support::TestApp;
+use serde_json::json;
 
 #[tokio::test]
 async fn the_report_token_protects_dead_letters() {
@@ -80,6 +81,20 @@ async fn openapi_and_metrics_cover_dead_letters() {
         schemas["DeadLetterItem"]["properties"]["rawTruncated"]["type"],
         "boolean"
     );
+    // Lineage: nullable strings, next to the plugin's name and version.
+    for field in ["pluginDigest", "witVersion"] {
+        let property = &schemas["DeadLetterItem"]["properties"][field];
+        assert!(property.is_object(), "DeadLetterItem.{field}: {property}");
+        assert!(
+            property.to_string().contains("string"),
+            "DeadLetterItem.{field}: {property}"
+        );
+        let required = schemas["DeadLetterItem"]["required"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!required.contains(&json!(field)), "{field} is nullable");
+    }
     let text = doc.to_string();
     for part in text.split("#/components/schemas/").skip(1) {
         let name: String = part.chars().take_while(|c| c.is_alphanumeric()).collect();

@@ -93,19 +93,24 @@ async fn list_filters_orders_and_pages_without_gaps_or_duplicates() {
     app.cleanup().await;
 }
 
+/// A plugin component's SHA-256, as the collectors store it.
+const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 #[tokio::test]
 async fn list_items_have_every_column_and_a_capped_raw() {
     let app = TestApp::spawn().await;
     let big = format!("{{\"x\":\"{}\"}}", "é".repeat(70_000));
     sqlx::query(
         "INSERT INTO dead_letters (stage, source, event_id, reasons, raw, plugin_name, \
-         plugin_version, correlation_id, received_at) VALUES \
+         plugin_version, plugin_digest, wit_version, correlation_id, received_at) VALUES \
          ('plugin', 'facebook', 'ev-1', '[{\"field\":\"properties.age\",\"message\":\"must be 13-120\"}]', \
-          '{\"eventId\":\"ev-1\"}', 'facebook-plugin', '1.2.0', 'corr-1', '2024-01-01T10:00:00.5Z'), \
+          '{\"eventId\":\"ev-1\"}', 'facebook-plugin', '1.2.0', $2, '0.2.0', 'corr-1', \
+          '2024-01-01T10:00:00.5Z'), \
          ('gateway', NULL, NULL, '[{\"field\":\"envelope\",\"message\":\"not JSON\"}]', $1, \
-          NULL, NULL, NULL, '2024-01-01T09:00:00Z')",
+          NULL, NULL, NULL, NULL, NULL, '2024-01-01T09:00:00Z')",
     )
     .bind(&big)
+    .bind(DIGEST)
     .execute(&app.pool)
     .await
     .expect("insert");
@@ -123,6 +128,8 @@ async fn list_items_have_every_column_and_a_capped_raw() {
         "rawTruncated": false,
         "pluginName": "facebook-plugin",
         "pluginVersion": "1.2.0",
+        "pluginDigest": DIGEST,
+        "witVersion": "0.2.0",
         "correlationId": "corr-1",
         "receivedAt": "2024-01-01T10:00:00.500Z",
     });
@@ -130,6 +137,9 @@ async fn list_items_have_every_column_and_a_capped_raw() {
     let second = &items[1];
     assert_eq!(second["source"], Value::Null);
     assert_eq!(second["eventId"], Value::Null);
+    // A gateway refusal: no plugin ran, no lineage.
+    assert_eq!(second["pluginDigest"], Value::Null);
+    assert_eq!(second["witVersion"], Value::Null);
     assert_eq!(second["receivedAt"], "2024-01-01T09:00:00Z");
     assert_eq!(second["rawTruncated"], true);
     let raw = second["raw"].as_str().expect("raw");
