@@ -5,6 +5,7 @@
 //! and the counters' check.
 mod corrupted_variants;
 mod exclude;
+mod lineage;
 mod topologies;
 
 use crate::support::pipeline::{Host, Pipeline};
