@@ -14,6 +14,13 @@ use std::collections::BTreeMap;
 /// claim, the rollups are exactly what they were (and what a rebuild gives),
 /// the reports are exact, and a stored event re-sent for another month is
 /// still a duplicate.
+/// A row written before the lineage migration as it reads after it: the
+/// same text with `plugin_digest` and `wit_version` appended, null.
+fn with_null_lineage(row: &str) -> String {
+    let body = row.strip_suffix('}').expect("a JSON object");
+    format!(r#"{body},"plugin_digest":null,"wit_version":null}}"#)
+}
+
 #[tokio::test]
 async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
     let mut rng = StdRng::seed_from_u64(seed());
@@ -64,9 +71,11 @@ async fn partitioning_an_existing_database_keeps_every_row_and_exact_reports() {
 
     // The reporter's start-up applies the rest.
     let app = TestApp::spawn_in(db, &[]).await;
+    // Kept byte for byte; the lineage columns added since read null.
+    let rows_expected: Vec<String> = rows_before.iter().map(|r| with_null_lineage(r)).collect();
     assert_eq!(
         raw_rows(&app.pool).await,
-        rows_before,
+        rows_expected,
         "rows kept as they were"
     );
     assert_eq!(
