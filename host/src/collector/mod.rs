@@ -111,6 +111,9 @@ impl Collector {
     async fn worker(self: Arc<Self>, source: String, mut consumer: PullConsumer) {
         let mut per_message = EventsPerMessage::new(self.cfg.batch_size);
         let mut checked = std::time::Instant::now();
+        // Fetches failing in a row: the first and every 50th are warned
+        // about, so a worker that cannot fetch is never silent.
+        let mut fetch_errors = 0u32;
         while !self.stop.is_cancelled() {
             // No plugin (yet, or removed): leave the events in JetStream.
             let Some(plugin) = self.plugins.get(&source) else {
@@ -142,6 +145,9 @@ impl Collector {
                 }
                 Err(e) => failed = Some(e.to_string()),
             }
+            if failed.is_none() {
+                fetch_errors = 0;
+            }
             if !batch.is_empty() {
                 per_message.observe(batch.len(), batch.iter().map(batch::Incoming::len).sum());
                 batch::process(&self, &source, plugin, batch).await;
@@ -150,7 +156,12 @@ impl Collector {
                 // deleted and re-created) may just come back empty, without
                 // an error: an idle worker checks its consumer now and then.
                 if let Some(e) = &failed {
-                    tracing::debug!(source, error = %e, "fetch ended with an error");
+                    fetch_errors += 1;
+                    if fetch_errors % 50 == 1 {
+                        tracing::warn!(source, error = %e, in_a_row = fetch_errors, "fetch failed");
+                    } else {
+                        tracing::debug!(source, error = %e, "fetch ended with an error");
+                    }
                 }
                 checked = std::time::Instant::now();
                 if !self.recover_consumer(&source, &mut consumer).await {
