@@ -1,10 +1,13 @@
 //! Events of any month in the monthly partitions of `events`, claimed once
 //! across months and writers, and the retention horizon.
-use crate::support::pipeline::{post, wait_until, Pipeline};
+use crate::support::{
+    pipeline::{post, wait_until, Pipeline},
+    rows::{facebook_event as event, facebook_lineage as plugin},
+};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use events_host::{
     db::{self, EventRow},
-    plugins::{FunnelStage, Identity, Lineage, NormalizedEvent},
+    plugins::NormalizedEvent,
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -12,37 +15,6 @@ use std::time::Duration;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("time")
-}
-
-fn event(id: &str, t: DateTime<Utc>, event_type: &str) -> NormalizedEvent {
-    NormalizedEvent {
-        event_id: id.into(),
-        source: "facebook".into(),
-        occurred_at: t,
-        funnel_stage: FunnelStage::Top,
-        event_type: event_type.into(),
-        user_id: "u".into(),
-        revenue: None,
-        campaign_id: None,
-        age: None,
-        gender: None,
-        country: None,
-        city: None,
-        followers: None,
-        device: None,
-    }
-}
-
-fn plugin() -> Lineage {
-    Lineage {
-        identity: Identity {
-            name: "facebook".into(),
-            version: "1.0.0".into(),
-            source: "facebook".into(),
-        },
-        digest: Lineage::digest_of(b"facebook"),
-        wit_version: "0.2.0".into(),
-    }
 }
 
 /// What the collector does for a batch: partitions, then one

@@ -58,41 +58,16 @@ async fn two_sources_may_use_the_same_event_id() {
 /// in key order B waits on `x` before taking `y`, and both commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_with_the_same_events_in_opposite_orders_do_not_deadlock() {
-    use events_host::{
-        db::{insert_events, EventRow},
-        plugins::{FunnelStage, Identity, Lineage, NormalizedEvent},
-    };
+    use crate::support::rows::{facebook_event, facebook_lineage};
+    use events_host::db::{insert_events, EventRow};
     let p = Pipeline::shared("insert_order").await;
     events_common::db::migrate(&p.db.pool).await.unwrap();
-    let event = |id: &str| NormalizedEvent {
-        event_id: id.into(),
-        source: "facebook".into(),
-        occurred_at: chrono::Utc::now(),
-        funnel_stage: FunnelStage::Top,
-        event_type: "ad.view".into(),
-        user_id: "u".into(),
-        revenue: None,
-        campaign_id: None,
-        age: None,
-        gender: None,
-        country: None,
-        city: None,
-        followers: None,
-        device: None,
-    };
+    let event = |id: &str| facebook_event(id, chrono::Utc::now(), "ad.view");
     let (x, y) = (event("x"), event("y"));
     events_host::db::ensure_partitions(&p.db.pool, [x.occurred_at, y.occurred_at])
         .await
         .unwrap();
-    let plugin = Lineage {
-        identity: Identity {
-            name: "facebook".into(),
-            version: "1.0.0".into(),
-            source: "facebook".into(),
-        },
-        digest: Lineage::digest_of(b"facebook"),
-        wit_version: "0.2.0".into(),
-    };
+    let plugin = facebook_lineage();
     let row = |e| EventRow {
         event: e,
         raw: "{}",
